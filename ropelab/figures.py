@@ -1,0 +1,75 @@
+"""One way to save a figure: ``figures/<name>.pdf`` + ``.png`` (byte-stable) + the numbers behind it as CSV."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import matplotlib
+
+matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
+import matplotlib.pyplot as plt  # noqa: E402
+
+STYLE = Path(__file__).with_name("ropelab.mplstyle")
+FIGURE_DIR = Path(os.environ.get("ROPELAB_FIGURES", Path(__file__).resolve().parents[1] / "figures"))
+
+# Okabe-Ito: colour-blind safe; one fixed colour per method across every figure.
+METHOD_COLORS = {
+    "none": "#999999",
+    "pi": "#E69F00",
+    "ntk": "#56B4E9",
+    "dynamic_ntk": "#0072B2",
+    "yarn": "#009E73",
+    "llama3": "#F0E442",
+    "longrope": "#CC79A7",
+    "dprope": "#D55E00",
+}
+COLUMN_WIDTH = 3.4  # inches: one column of a two-column paper
+FULL_WIDTH = 7.0
+
+
+def use_style() -> None:
+    plt.style.use(STYLE)
+
+
+def method_color(method: str) -> str:
+    return METHOD_COLORS.get(method.split(":")[0], "#000000")
+
+
+def save_figure(fig: "plt.Figure", name: str, data: Iterable[Mapping[str, Any]] | Any = None,
+                directory: str | Path | None = None) -> Path:
+    """Write ``<dir>/<name>.pdf``, ``.png`` and, when ``data`` is given, ``.csv``; return the PDF path.
+
+    ``data`` is a list of row dicts or a pandas-like object with ``to_csv``. Metadata that carries dates or
+    versions is stripped, so the same figure gives the same bytes on every run.
+    """
+    out = Path(directory) if directory is not None else FIGURE_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    pdf = out / f"{name}.pdf"
+    fig.savefig(pdf, metadata={"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None})
+    fig.savefig(out / f"{name}.png", dpi=200, metadata={"Software": None})
+    if data is not None:
+        write_csv(data, out / f"{name}.csv")
+    plt.close(fig)
+    return pdf
+
+
+def write_csv(data: Iterable[Mapping[str, Any]] | Any, path: str | Path) -> Path:
+    """Rows (dicts) or a DataFrame to CSV, floats written with 6 significant digits."""
+    import csv
+
+    path = Path(path)
+    if hasattr(data, "to_csv"):
+        data.to_csv(path, index=False, float_format="%.6g")
+        return path
+    rows = list(data)
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return path
