@@ -1,0 +1,1 @@
+"""Plot functions: each takes data and returns a matplotlib Figure (saved with ropelab.figures.save_figure)."""
