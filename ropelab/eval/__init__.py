@@ -1,0 +1,1 @@
+"""Long-context evaluations: perplexity, passkey retrieval, needle-in-a-haystack and LongBench-E."""

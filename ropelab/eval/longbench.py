@@ -1,0 +1,282 @@
+"""LongBench-E (Bai et al., "LongBench", ACL 2024, arXiv 2308.14508): the 13 English tasks the DPRoPE paper
+reports (Wu et al., 2024, Table 4), read from the official ``<task>_e.jsonl`` files on disk.
+
+The protocol follows THUDM/LongBench ``pred.py`` and ``eval.py``: the prompt is the task's template from
+``config/dataset2prompt.json`` filled with the sample's ``context`` and ``input``; a prompt longer than
+``max_length`` tokens keeps its first and last ``max_length // 2`` tokens (the middle is cut, the instructions at
+both ends survive); greedy decoding of at most ``dataset2maxlen`` new tokens (samsum also stops at a newline);
+no chat template (ropelab evaluates base models). Scores are in :mod:`ropelab.eval.longbench_metrics`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from ropelab.eval.longbench_metrics import METRICS, average_over_tasks, bucket_scores, score_sample
+
+TASKS = tuple(METRICS)
+
+# config/dataset2prompt.json of THUDM/LongBench (LongBench v1), the 13 LongBench-E English tasks.
+PROMPTS = {
+    "qasper": (
+        "You are given a scientific article and a question. Answer the question as concisely as you can, using a "
+        "single phrase or sentence if possible. If the question cannot be answered based on the information in the "
+        "article, write \"unanswerable\". If the question is a yes/no question, answer \"yes\", \"no\", or "
+        "\"unanswerable\". Do not provide any explanation.\n\nArticle: {context}\n\n Answer the question based on "
+        "the above article as concisely as you can, using a single phrase or sentence if possible. If the question "
+        "cannot be answered based on the information in the article, write \"unanswerable\". If the question is a "
+        "yes/no question, answer \"yes\", \"no\", or \"unanswerable\". Do not provide any explanation.\n\n"
+        "Question: {input}\n\nAnswer:"
+    ),
+    "multifieldqa_en": (
+        "Read the following text and answer briefly.\n\n{context}\n\nNow, answer the following question based on "
+        "the above text, only give me the answer and do not output any other words.\n\nQuestion: {input}\nAnswer:"
+    ),
+    "hotpotqa": (
+        "Answer the question based on the given passages. Only give me the answer and do not output any other "
+        "words.\n\nThe following are given passages.\n{context}\n\nAnswer the question based on the given passages. "
+        "Only give me the answer and do not output any other words.\n\nQuestion: {input}\nAnswer:"
+    ),
+    "gov_report": (
+        "You are given a report by a government agency. Write a one-page summary of the report.\n\nReport:\n"
+        "{context}\n\nNow, write a one-page summary of the report.\n\nSummary:"
+    ),
+    "multi_news": (
+        "You are given several news passages. Write a one-page summary of all news. \n\nNews:\n{context}\n\n"
+        "Now, write a one-page summary of all the news.\n\nSummary:"
+    ),
+    "trec": "Please determine the type of the question below. Here are some examples of questions.\n\n{context}\n{input}",
+    "triviaqa": (
+        "Answer the question based on the given passage. Only give me the answer and do not output any other "
+        "words. The following are some examples.\n\n{context}\n\n{input}"
+    ),
+    "samsum": "Summarize the dialogue into a few short sentences. The following are some examples.\n\n{context}\n\n{input}",
+    "passage_count": (
+        "There are some paragraphs below sourced from Wikipedia. Some of them may be duplicates. Please carefully "
+        "read these paragraphs and determine how many unique paragraphs there are after removing duplicates. In "
+        "other words, how many non-repeating paragraphs are there in total?\n\n{context}\n\nPlease enter the final "
+        "count of unique paragraphs after removing duplicates. The output format should only contain the number, "
+        "such as 1, 2, 3, and so on.\n\nThe final answer is: "
+    ),
+    "passage_retrieval_en": (
+        "Here are 30 paragraphs from Wikipedia, along with an abstract. Please determine which paragraph the "
+        "abstract is from.\n\n{context}\n\nThe following is an abstract.\n\n{input}\n\nPlease enter the number of "
+        "the paragraph that the abstract is from. The answer format must be like \"Paragraph 1\", \"Paragraph 2\", "
+        "etc.\n\nThe answer is: "
+    ),
+    "lcc": "Please complete the code given below. \n{context}Next line of code:\n",
+    "repobench-p": "Please complete the code given below. \n{context}{input}Next line of code:\n",
+}
+PROMPTS["2wikimqa"] = PROMPTS["hotpotqa"]
+
+# config/dataset2maxlen.json: new tokens generated per task.
+MAX_NEW_TOKENS = {
+    "qasper": 128, "multifieldqa_en": 64, "hotpotqa": 32, "2wikimqa": 32, "gov_report": 512, "multi_news": 512,
+    "trec": 64, "triviaqa": 32, "samsum": 128, "passage_count": 32, "passage_retrieval_en": 32, "lcc": 64,
+    "repobench-p": 64,
+}
+FIELDS = ("input", "context", "answers", "length", "dataset", "language", "all_classes", "_id")
+
+
+@dataclass
+class Sample:
+    """One LongBench-E record (the published field names)."""
+
+    input: str
+    context: str
+    answers: list[str]
+    length: int
+    dataset: str
+    language: str = "en"
+    all_classes: list[str] | None = None
+    _id: str = ""
+    source: str = field(default="", repr=False)  # file:line it came from
+
+
+def check_tasks(names: Iterable[str]) -> list[str]:
+    """Validate a list of task names."""
+    names = list(names)
+    bad = [n for n in names if n not in PROMPTS]
+    if bad:
+        raise ValueError(f"unknown LongBench-E task(s) {', '.join(bad)}; allowed: {', '.join(TASKS)}")
+    return names
+
+
+def task_file(folder: str | Path, task: str) -> Path:
+    return Path(folder) / f"{task}_e.jsonl"
+
+
+def read_task(folder: str | Path, task: str, limit: int | None = None) -> list[Sample]:
+    """Samples of ``<folder>/<task>_e.jsonl``; a malformed line is warned about (file:line) and skipped."""
+    if task not in PROMPTS:
+        raise ValueError(f"unknown LongBench-E task {task!r}; allowed: {', '.join(TASKS)}")
+    path = task_file(folder, task)
+    samples: list[Sample] = []
+    with path.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                missing = [k for k in ("input", "context", "answers", "length") if k not in record]
+                if missing:
+                    raise KeyError(f"missing field(s) {', '.join(missing)}")
+                samples.append(Sample(
+                    input=str(record["input"]), context=str(record["context"]),
+                    answers=[str(a) for a in record["answers"]], length=int(record["length"]),
+                    dataset=str(record.get("dataset", task)), language=str(record.get("language", "en")),
+                    all_classes=record.get("all_classes"), _id=str(record.get("_id", "")),
+                    source=f"{path}:{number}"))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+                warnings.warn(f"{path}:{number}: skipped malformed LongBench record ({err})", stacklevel=2)
+                continue
+            if limit is not None and len(samples) >= limit:
+                break
+    return samples
+
+
+def check_folder(folder: str | Path, tasks: Sequence[str]) -> None:
+    """Raise FileNotFoundError naming the folder and the expected file names when any task file is absent."""
+    missing = [task_file(folder, t).name for t in tasks if not task_file(folder, t).is_file()]
+    if not Path(folder).is_dir() or missing:
+        expected = ", ".join(task_file(folder, t).name for t in tasks)
+        raise FileNotFoundError(
+            f"LongBench-E folder {str(folder)!r} lacks {', '.join(missing) or 'everything'}: expected {expected} "
+            "(the *_e.jsonl files of data.zip of THUDM/LongBench)")
+
+
+def build_prompt(sample: Sample, task: str, tokenizer: Any, max_length: int) -> list[int]:
+    """Token ids of the task prompt, middle-truncated to ``max_length`` tokens as the official pred.py does."""
+    prompt = PROMPTS[task].format(context=sample.context, input=sample.input)
+    ids = tokenizer(prompt, truncation=False).input_ids
+    if len(ids) > max_length:
+        half = max_length // 2
+        prompt = (tokenizer.decode(ids[:half], skip_special_tokens=True)
+                  + tokenizer.decode(ids[-half:], skip_special_tokens=True))
+        ids = tokenizer(prompt, truncation=False).input_ids
+    return ids
+
+
+def generate(model: Any, tokenizer: Any, ids: list[int], task: str) -> str:
+    """Greedy continuation of ``ids`` with the task's token budget, decoded without special tokens."""
+    import torch
+
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    kwargs: dict[str, Any] = {}
+    if task == "samsum":  # official: stop at a newline too (the model otherwise repeats "\nDialogue")
+        newline = tokenizer.encode("\n", add_special_tokens=False)
+        kwargs.update(eos_token_id=eos + newline[-1:], min_new_tokens=1)
+    inputs = torch.tensor([ids], device=model.device)
+    with torch.no_grad():
+        out = model.generate(inputs, attention_mask=torch.ones_like(inputs), max_new_tokens=MAX_NEW_TOKENS[task],
+                             do_sample=False, num_beams=1, pad_token_id=(eos or [0])[0], **kwargs)
+    return tokenizer.decode(out[0, len(ids):], skip_special_tokens=True)
+
+
+def evaluate_longbench(model: Any, tokenizer: Any, folder: str | Path, *, tasks: Sequence[str] = TASKS,
+                       max_length: int | None = None, limit: int | None = None,
+                       progress: bool = True) -> tuple[list[dict], dict]:
+    """Predict and score LongBench-E tasks.
+
+    Args:
+        model, tokenizer: a causal LM and its tokenizer (transformers).
+        folder: holds ``<task>_e.jsonl`` for each task.
+        tasks: a subset of :data:`TASKS`.
+        max_length: prompt budget in tokens (default: the model's ``max_position_embeddings`` minus the task's
+            generation budget).
+        limit: at most this many samples per task (None: all).
+
+    Returns:
+        ``(rows, summary)``: one row per sample (task, _id, length, bucket, score x100, prediction); summary
+        ``{"tasks": {task: {"0-4k", "4-8k", "8k+", "all", "n"}}, "average": {...}}``, scores x100.
+    """
+    from tqdm.auto import tqdm
+
+    from ropelab.eval.longbench_metrics import length_bucket
+
+    tasks = check_tasks(tasks)
+    check_folder(folder, tasks)
+    window = int(getattr(model.config, "max_position_embeddings", 4096))
+    rows: list[dict] = []
+    per_task: dict[str, dict[str, float]] = {}
+    model.eval()
+    for task in tasks:
+        samples = read_task(folder, task, limit)
+        budget = max_length if max_length is not None else window - MAX_NEW_TOKENS[task]
+        scores = []
+        for sample in tqdm(samples, desc=f"LongBench-E {task}", disable=not progress, leave=False):
+            prediction = generate(model, tokenizer, build_prompt(sample, task, tokenizer, budget), task)
+            score = score_sample(task, prediction, sample.answers, sample.all_classes)
+            scores.append(score)
+            rows.append({"task": task, "_id": sample._id, "length": sample.length,
+                         "bucket": length_bucket(sample.length), "score": 100 * score, "prediction": prediction})
+        per_task[task] = {**bucket_scores(scores, [s.length for s in samples]), "n": len(samples)}
+    return rows, {"tasks": per_task, "average": average_over_tasks(per_task)}
+
+
+def summary_rows(summary: dict) -> list[dict]:
+    """The summary as a table: one row per task and one "average" row, a column per bucket."""
+    return [{"task": task, **scores} for task, scores in {**summary["tasks"], "average": summary["average"]}.items()]
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def add_cli(subparsers: Any) -> None:
+    """``ropelab eval longbench``."""
+    from ropelab.eval.passkey import add_model_arguments
+
+    parser = subparsers.add_parser("longbench", help="LongBench-E: per-task scores and 0-4k/4-8k/8k+ buckets",
+                                   description=__doc__.splitlines()[0])
+    add_model_arguments(parser)
+    parser.add_argument("--data-dir", required=True, help="folder with the official <task>_e.jsonl files")
+    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of the 13 tasks")
+    parser.add_argument("--max-length", type=int, help="prompt budget in tokens (default: window - max new tokens)")
+    parser.add_argument("--limit", type=int, help="at most this many samples per task")
+    parser.add_argument("--csv", help="write per-sample rows to this CSV (and the summary beside it)")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.set_defaults(func=run_cli)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from ropelab.eval.passkey import model_from_args
+    from ropelab.figures import write_csv
+
+    tasks = check_tasks(t.strip() for t in args.tasks.split(",") if t.strip())
+    check_folder(args.data_dir, tasks)
+    model, tokenizer = model_from_args(args)
+    rows, summary = evaluate_longbench(model, tokenizer, args.data_dir, tasks=tasks, max_length=args.max_length,
+                                       limit=args.limit)
+    if args.csv:
+        write_csv(rows, args.csv)
+        write_csv(summary_rows(summary), Path(args.csv).with_suffix(".summary.csv"))
+    if args.json:
+        print(json.dumps(_json_safe(summary), indent=2))
+    else:
+        print(format_summary(summary))
+    return 0
+
+
+def format_summary(summary: dict) -> str:
+    def cell(v: float) -> str:
+        return "    -" if isinstance(v, float) and math.isnan(v) else f"{v:6.2f}"
+
+    lines = [f"{'task':<22}{'0-4k':>8}{'4-8k':>8}{'8k+':>8}{'all':>8}{'n':>6}"]
+    for row in summary_rows(summary):
+        lines.append(f"{row['task']:<22}" + "".join(f"{cell(row[k]):>8}" for k in ("0-4k", "4-8k", "8k+", "all"))
+                     + f"{row.get('n', ''):>6}")
+    return "\n".join(lines)
+
