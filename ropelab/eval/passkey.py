@@ -1,0 +1,302 @@
+"""Passkey retrieval (Mohtashami & Jaggi, "Landmark Attention", 2023, sec. 4.2; the prompt the PI, YaRN and DPRoPE
+papers use: epfml/landmark-attention ``llama/run_test.py``, jquesnelle/yarn ``eval/passkey.py``).
+
+The prompt is four lines: the task description; filler ("The grass is green. ...") repeated; the key line
+"The pass key is K. Remember it. K is the pass key."; more filler; and "What is the pass key? The pass key is".
+Here the pieces are tokenised once and put together as token ids, so a prompt has exactly the requested length
+in tokens of the model's tokenizer and the key sits at a fixed token offset
+for a given (length, depth). Everything before the key (the *prefix*) is then the same for every trial of a
+cell: its KV cache is computed once and each trial runs only the rest (prefix reuse). Keys are 5-digit numbers
+from ``random.Random(seed)``; decoding is greedy; an answer is right when its first integer is the key.
+
+This module also holds the model arguments and loader of every ``ropelab eval`` generation command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import warnings
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+
+TASK = ("There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
+        "I will quiz you about the important information there.")
+FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
+KEY_LINE = "The pass key is {key}. Remember it. {key} is the pass key."
+QUESTION = "What is the pass key? The pass key is"
+DEFAULT_LENGTHS = (1024, 2048, 4096)
+DEFAULT_DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+# --------------------------------------------------------------------------------------------- prompt building
+@dataclass(frozen=True)
+class PasskeyPrompt:
+    """Token ids of one passkey prompt: ``prefix`` (task + filler before the key) then ``suffix`` (the rest)."""
+
+    prefix: tuple[int, ...]
+    suffix: tuple[int, ...]
+    key: int
+
+    @property
+    def ids(self) -> list[int]:
+        return [*self.prefix, *self.suffix]
+
+
+class PasskeyPrompter:
+    """Builds passkey prompts of a given length in tokens for one tokenizer (its pieces are tokenised once)."""
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+        encode = self._encode
+        self.head = tuple(tokenizer(TASK).input_ids)  # with the tokenizer's BOS, if it adds one
+        self.newline = encode("\n")
+        self.question = encode("\n" + QUESTION)
+        self.filler_unit = len(encode(FILLER + " "))
+        self._filler: tuple[int, ...] = ()
+
+    def _encode(self, text: str) -> tuple[int, ...]:
+        return tuple(self.tokenizer(text, add_special_tokens=False).input_ids)
+
+    def filler(self, n: int) -> tuple[int, ...]:
+        """The first ``n`` tokens of the filler repeated (cut at a token, as the reference cuts at a character)."""
+        if len(self._filler) < n:
+            repeats = n // max(self.filler_unit, 1) + 2
+            self._filler = self._encode(" ".join([FILLER] * repeats))
+        return self._filler[:n]
+
+    def key_line(self, key: int) -> tuple[int, ...]:
+        return self._encode(KEY_LINE.format(key=key) + "\n")
+
+    def filler_budget(self, length: int) -> int:
+        # the longest key line of a few keys: the filler after the key then never runs short
+        key_tokens = max(len(self.key_line(k)) for k in (10000, 12345, 24680, 54321, 67890, 98765))
+        overhead = len(self.head) + len(self.newline) + key_tokens + len(self.question)
+        budget = length - overhead
+        if budget < 0:
+            raise ValueError(f"passkey length {length} is shorter than the prompt without filler ({overhead} tokens)")
+        return budget
+
+    def prefix(self, length: int, depth: float) -> tuple[int, ...]:
+        """Task line and the filler before the key: shared by all trials at (length, depth)."""
+        if not 0.0 <= depth <= 1.0:
+            raise ValueError(f"depth must be a fraction in [0, 1], got {depth}")
+        return self.head + self.newline + self.filler(round(depth * self.filler_budget(length)))
+
+    def __call__(self, length: int, depth: float, key: int) -> PasskeyPrompt:
+        prefix, key_line = self.prefix(length, depth), self.key_line(key)
+        # the filler after the key absorbs the key's own token count, so every prompt has ``length`` tokens
+        after = max(length - len(prefix) - len(key_line) - len(self.question), 0)
+        return PasskeyPrompt(prefix, key_line + self.filler(after) + self.question, key)
+
+    def text(self, prompt: PasskeyPrompt) -> str:
+        return self.tokenizer.decode(prompt.ids, skip_special_tokens=True)
+
+
+def draw_keys(seed: int, n: int) -> list[int]:
+    """``n`` 5-digit keys from ``random.Random(seed)``: the same keys on every run and for every method."""
+    rng = random.Random(seed)
+    return [rng.randint(10000, 99999) for _ in range(n)]
+
+
+# --------------------------------------------------------------------------------------------- decoding
+def prefix_cache(model: Any, prefix: Sequence[int]) -> Any:
+    """The KV cache (a transformers Cache) of ``prefix``."""
+    ids = torch.tensor([list(prefix)], device=model.device)  # (1, T)
+    with torch.no_grad():
+        return model(input_ids=ids, use_cache=True).cache
+
+
+def greedy_generate(model: Any, ids: Sequence[int], max_new_tokens: int, cache: Any = None,
+                    return_logits: bool = False) -> list[int] | tuple[list[int], list[torch.Tensor]]:
+    """Greedy continuation of ``ids``; with ``cache``, ``ids`` continue the sequence already in it.
+
+    The cache is left holding its original length (it is cropped back), so one prefix cache serves many calls.
+    Returns the new token ids (and, with ``return_logits``, the next-token logits of each step).
+    """
+    start = cache.get_seq_length() if cache is not None else 0
+    tokens: list[int] = []
+    logits: list[torch.Tensor] = []
+    step = torch.tensor([list(ids)], device=model.device)  # (1, T)
+    try:
+        with torch.no_grad():
+            for _ in range(max_new_tokens):
+                out = model(input_ids=step, cache=cache, use_cache=True, logits_to_keep=1)
+                cache = out.cache
+                last = out.logits[0, -1].float()  # (V,)
+                logits.append(last)
+                tokens.append(int(last.argmax()))
+                step = torch.tensor([[tokens[-1]]], device=model.device)
+    finally:
+        if start and cache is not None and cache.get_seq_length() > start:
+            cache.crop(start - cache.get_seq_length())  # a negative count removes the newest tokens
+    return (tokens, logits) if return_logits else tokens
+
+
+def parse_answer(text: str) -> int | None:
+    """The first integer in the generated text, or None."""
+    found = re.search(r"\d+", text)
+    return int(found.group()) if found else None
+
+
+# --------------------------------------------------------------------------------------------- evaluation
+def model_window(model: Any) -> int | None:
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    return getattr(config, "max_position_embeddings", None)
+
+
+def warn_beyond_window(model: Any, lengths: Sequence[int], what: str) -> None:
+    """Lengths past the model's configured window are allowed (that is what extension is for), with a warning."""
+    window = model_window(model)
+    if window is not None and max(lengths) > window:
+        warnings.warn(f"{what} length {max(lengths)} is beyond the model's configured window {window}", stacklevel=3)
+
+
+def evaluate_passkey(model: Any, tokenizer: Any, *, lengths: Sequence[int] = DEFAULT_LENGTHS,
+                     depths: Sequence[float] = DEFAULT_DEPTHS, trials: int = 5, seed: int = 0,
+                     max_new_tokens: int = 6, reuse_prefix: bool = True,
+                     progress: bool = True) -> tuple[list[dict], dict]:
+    """Passkey accuracy over a lengths x depths grid.
+
+    Args:
+        lengths: prompt lengths in tokens of ``tokenizer``.
+        depths: where the key sits, as the fraction of the filler before it (0 = top, 1 = bottom).
+        trials: keys per cell.
+        seed: seeds the keys (:func:`draw_keys`).
+        reuse_prefix: compute the prefix's KV cache once per cell (same answers, less compute).
+
+    Returns:
+        ``(rows, summary)``: rows of (length, depth, trial, key, answer, correct, n_tokens); summary with
+        ``cells`` (length, depth, accuracy, n) and overall ``accuracy``.
+    """
+    from tqdm.auto import tqdm
+
+    if trials < 1 or not lengths or not depths:
+        raise ValueError(f"need trials >= 1 and non-empty lengths/depths, got {trials}, {lengths}, {depths}")
+    warn_beyond_window(model, lengths, "passkey")
+    prompter = PasskeyPrompter(tokenizer)
+    keys = iter(draw_keys(seed, len(lengths) * len(depths) * trials))
+    rows: list[dict] = []
+    model.eval()
+    bar = tqdm(total=len(lengths) * len(depths) * trials, desc="passkey", disable=not progress, leave=False)
+    for length in lengths:
+        for depth in depths:
+            cache = prefix_cache(model, prompter.prefix(length, depth)) if reuse_prefix else None
+            for trial in range(trials):
+                prompt = prompter(length, depth, next(keys))
+                if cache is not None:
+                    new = greedy_generate(model, prompt.suffix, max_new_tokens, cache)
+                else:
+                    new = greedy_generate(model, prompt.ids, max_new_tokens)
+                answer = parse_answer(tokenizer.decode(new, skip_special_tokens=True))
+                rows.append({"length": length, "depth": depth, "trial": trial, "key": prompt.key, "answer": answer,
+                             "correct": answer == prompt.key, "n_tokens": len(prompt.ids)})
+                bar.update()
+            del cache
+    bar.close()
+    return rows, summarize_cells(rows, seed=seed)
+
+
+def summarize_cells(rows: Sequence[dict], **extra: Any) -> dict:
+    """Accuracy per (length, depth) cell and overall, from rows with a boolean ``correct``."""
+    cells: dict[tuple, list[bool]] = {}
+    for row in rows:
+        cells.setdefault((row["length"], row["depth"]), []).append(bool(row["correct"]))
+    table = [{"length": length, "depth": depth, "accuracy": sum(v) / len(v), "n": len(v)}
+             for (length, depth), v in cells.items()]
+    accuracy = sum(bool(r["correct"]) for r in rows) / len(rows) if rows else float("nan")
+    return {"cells": table, "accuracy": accuracy, **extra}
+
+
+# --------------------------------------------------------------------------------------------- CLI
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model, --dtype and the optional extension (--method/--target-length/options) of eval commands."""
+    from ropelab.commands.plan import add_method_arguments
+
+    parser.add_argument("--model", required=True, help="local HF model folder, or a .gguf file")
+    parser.add_argument("--dtype", default="float32", help="torch dtype to load in (float32, bfloat16, ...)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_method_arguments(parser, required=False)
+
+
+def model_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
+    """Load ``--model`` with AutoModelForCausalLM/AutoTokenizer and, with ``--method``, extend it in place."""
+    from pathlib import Path
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(args.model)
+    if not path.exists():
+        raise FileNotFoundError(f"model {args.model!r} not found: give a local HF folder or a .gguf file")
+    dtype = getattr(torch, args.dtype, None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"--dtype {args.dtype!r} is not a torch dtype (float32, bfloat16, float16)")
+    kwargs: dict[str, Any] = {"gguf_file": path.name} if path.suffix == ".gguf" else {}
+    folder = path.parent if path.suffix == ".gguf" else path
+    tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs).to(args.device).eval()
+    if getattr(args, "method", None):
+        if not args.target_length:
+            raise ValueError("--method needs --target-length")
+        from ropelab.commands.plan import method_options_from_args
+        from ropelab.hf import apply_plan, text_config
+        from ropelab.methods import make_plan
+        from ropelab.spec import RopeSpec
+
+        plan = make_plan(args.method, RopeSpec.from_hf_config(text_config(model)), args.target_length,
+                         bins=args.bins, metric=args.metric, precision=args.precision,
+                         **method_options_from_args(args))
+        apply_plan(model, plan)
+    return model, tokenizer
+
+
+def parse_floats(text: str, name: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--{name} must be comma-separated numbers, got {text!r}") from None
+
+
+def add_cli(subparsers: Any) -> None:
+    """``ropelab eval passkey``."""
+    parser = subparsers.add_parser("passkey", help="passkey retrieval accuracy over lengths x depths",
+                                   description=__doc__.splitlines()[0])
+    add_model_arguments(parser)
+    parser.add_argument("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)), help="prompt lengths in tokens")
+    parser.add_argument("--depths", default=",".join(map(str, DEFAULT_DEPTHS)), help="key depths in [0, 1]")
+    parser.add_argument("--trials", type=int, default=5, help="keys per cell")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-prefix-reuse", action="store_true", help="run every prompt whole")
+    parser.add_argument("--csv", help="write per-trial rows here")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.set_defaults(func=run_cli)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from ropelab.figures import write_csv
+
+    lengths = [int(x) for x in parse_floats(args.lengths, "lengths")]
+    depths = parse_floats(args.depths, "depths")
+    model, tokenizer = model_from_args(args)
+    rows, summary = evaluate_passkey(model, tokenizer, lengths=lengths, depths=depths, trials=args.trials,
+                                     seed=args.seed, reuse_prefix=not args.no_prefix_reuse)
+    if args.csv:
+        write_csv(rows, args.csv)
+    print(json.dumps(summary, indent=2) if args.json else format_cells(summary))
+    return 0
+
+
+def format_cells(summary: dict) -> str:
+    """Accuracy table: one row per depth, one column per length."""
+    lengths = sorted({c["length"] for c in summary["cells"]})
+    depths = sorted({c["depth"] for c in summary["cells"]})
+    acc = {(c["length"], c["depth"]): c["accuracy"] for c in summary["cells"]}
+    lines = ["depth \\ length " + "".join(f"{n:>8}" for n in lengths)]
+    for d in depths:
+        lines.append(f"{d:>15.2f}" + "".join(f"{acc.get((n, d), float('nan')):>8.2f}" for n in lengths))
+    lines.append(f"accuracy {summary['accuracy']:.3f}")
+    return "\n".join(lines)

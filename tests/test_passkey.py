@@ -1,0 +1,145 @@
+"""Passkey retrieval: prompt wording and length, fixed keys, prefix reuse == full run, the grid, CSV, heat-map, CLI.
+
+``tiny_llama`` (a random 2-layer Llama and a byte-level BPE tokenizer trained here in milliseconds) is shared by
+test_niah.py and test_longbench.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+
+import pytest
+import torch
+
+from ropelab.eval import passkey
+from ropelab.eval.passkey import (FILLER, KEY_LINE, QUESTION, TASK, PasskeyPrompter, draw_keys, evaluate_passkey,
+                                  greedy_generate, parse_answer, prefix_cache)
+
+TRAIN_TEXT = [TASK, FILLER, KEY_LINE.format(key=12345), QUESTION,
+              "The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny day.",
+              "def add(a, b):\n    return a + b  # code\n", "0123456789 Paragraph 12. Answer: Summary: Question:"]
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_llama(window: int = 512):
+    """A random Llama (2 layers, width 64) and a byte-level BPE tokenizer with BOS/EOS: (model, tokenizer)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<s>", "</s>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(TRAIN_TEXT * 20, trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 0)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>")
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=tok.get_vocab_size(), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=window,
+                         bos_token_id=0, eos_token_id=1, tie_word_embeddings=False)
+    model = LlamaForCausalLM(config).eval()
+    return model, tokenizer
+
+
+def test_prompt_has_the_reference_wording_and_the_requested_length():
+    _, tok = tiny_llama()
+    prompter = PasskeyPrompter(tok)
+    for length in (200, 333, 512):
+        for depth in (0.0, 0.5, 1.0):
+            prompt = prompter(length, depth, 54321)
+            assert len(prompt.ids) == length, (length, depth, len(prompt.ids))
+            assert len(prompter(length, depth, 31337).ids) == length
+            text = prompter.text(prompt)
+            assert text.startswith(TASK + "\n")
+            assert text.endswith("\n" + QUESTION)
+            assert "The pass key is 54321. Remember it. 54321 is the pass key.\n" in text
+    # depth moves the key: more filler before it at larger depth, and the prefix is shared across keys
+    shallow, deep = prompter(400, 0.1, 11111), prompter(400, 0.9, 11111)
+    assert len(deep.prefix) > len(shallow.prefix)
+    assert prompter(400, 0.9, 22222).prefix == deep.prefix
+    assert prompter.text(deep).index("11111") > prompter.text(shallow).index("11111")
+
+
+def test_bad_inputs():
+    _, tok = tiny_llama()
+    prompter = PasskeyPrompter(tok)
+    with pytest.raises(ValueError, match="depth"):
+        prompter(300, 1.5, 12345)
+    with pytest.raises(ValueError, match="shorter than the prompt"):
+        prompter(10, 0.5, 12345)
+
+
+def test_keys_are_fixed_five_digit_numbers():
+    keys = draw_keys(0, 50)
+    assert keys == draw_keys(0, 50) and keys != draw_keys(1, 50)
+    assert all(10000 <= k <= 99999 for k in keys)
+
+
+def test_parse_answer():
+    assert parse_answer(" 12345. Remember") == 12345
+    assert parse_answer(" is the key 007") == 7
+    assert parse_answer(" no digits") is None
+
+
+def test_prefix_reuse_gives_the_answer_of_the_full_run():
+    model, tok = tiny_llama()
+    prompter = PasskeyPrompter(tok)
+    cache = prefix_cache(model, prompter.prefix(300, 0.6))
+    for key in (12345, 67890):
+        prompt = prompter(300, 0.6, key)
+        full, full_logits = greedy_generate(model, prompt.ids, 6, return_logits=True)
+        reused, reused_logits = greedy_generate(model, prompt.suffix, 6, cache, return_logits=True)
+        assert cache.get_seq_length() == len(prompt.prefix)  # cropped back for the next trial
+        assert reused == full
+        for a, b in zip(full_logits, reused_logits):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    # and the greedy loop is the same as transformers' own greedy generate
+    ids = torch.tensor([prompt.ids])
+    reference = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False,
+                               pad_token_id=1, eos_token_id=None)[0, ids.shape[1]:].tolist()
+    assert full == reference
+
+
+def test_grid_rows_summary_and_reuse_equivalence(tmp_path):
+    model, tok = tiny_llama()
+    kwargs = dict(lengths=[128, 256], depths=[0.0, 0.5, 1.0], trials=2, seed=3, progress=False)
+    rows, summary = evaluate_passkey(model, tok, **kwargs)
+    rows_full, _ = evaluate_passkey(model, tok, reuse_prefix=False, **kwargs)
+    assert [r["answer"] for r in rows] == [r["answer"] for r in rows_full]
+    assert len(rows) == 12 and {"length", "depth", "trial", "key", "answer", "correct"} <= set(rows[0])
+    assert [r["key"] for r in rows] == draw_keys(3, 12)
+    assert len(summary["cells"]) == 6 and all(c["n"] == 2 for c in summary["cells"])
+    assert summary["accuracy"] == sum(r["correct"] for r in rows) / 12
+
+    from ropelab.figures import save_figure, write_csv
+    from ropelab.plots.retrieval import accuracy_grid, retrieval_heatmap
+
+    lengths, depths, grid = accuracy_grid(summary["cells"])
+    assert lengths == [128, 256] and depths == [0.0, 0.5, 1.0] and grid.shape == (3, 2)
+    write_csv(rows, tmp_path / "passkey.csv")
+    assert (tmp_path / "passkey.csv").read_text().splitlines()[0].startswith("length,depth,trial,key,answer")
+    pdf = save_figure(retrieval_heatmap(summary["cells"], "tiny", window=128), "passkey", summary["cells"], tmp_path)
+    assert pdf.exists() and (tmp_path / "passkey.png").exists()
+
+
+def test_a_length_beyond_the_window_warns_with_both_numbers():
+    model, tok = tiny_llama()
+    with pytest.warns(UserWarning, match="length 600 is beyond the model's configured window 512"):
+        evaluate_passkey(model, tok, lengths=[600], depths=[0.5], trials=1, progress=False)
+
+
+def test_cli_on_a_saved_model(tmp_path, capsys):
+    model, tok = tiny_llama()
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    parser = argparse.ArgumentParser()
+    passkey.add_cli(parser.add_subparsers())
+    args = parser.parse_args(["passkey", "--model", str(tmp_path / "m"), "--lengths", "128", "--depths", "0,1",
+                              "--trials", "1", "--method", "pi", "--target-length", "1024", "--json",
+                              "--csv", str(tmp_path / "p.csv")])
+    assert args.func(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert len(summary["cells"]) == 2 and (tmp_path / "p.csv").exists()
