@@ -4,15 +4,12 @@ Pair i at position m is rotated by m*theta_i. Reduced mod 2*pi and cut into ``bi
 seen at positions 0 .. n-1 form the distribution P^i (bin counts / n).
 
 Exactness: angles are reduced in 64-bit fixed point. theta_i / 2pi is written once as an integer number of
-2^-64 turns (from the float64 theta_i and a 40-digit pi), so m * delta mod 2^64 is an exact integer product
+2^-64 turns (from the float64 theta_i and 60 digits of pi), so m * delta mod 2^64 is an exact integer product
 that wraps at one full turn. No float rounding touches the reduction at any length; float64 ``m*theta % 2pi``
 by contrast loses ~m*1e-16 rad and float32 (the authors' release) is visibly wrong past ~1e5 positions.
 """
 
 from __future__ import annotations
-
-from decimal import Decimal, getcontext
-from fractions import Fraction
 
 import numpy as np
 import torch
@@ -22,8 +19,8 @@ from ropelab.spec import check_positive_int, check_precision
 # Smallest normal float16: the authors' release starts every bin there so that KL stays finite.
 SMOOTHING = float(torch.finfo(torch.float16).tiny)
 
-getcontext().prec = 60
-_TWO_PI = Fraction(Decimal("6.283185307179586476925286766559005768394338798750211641949889"))
+# 2^192 / 2pi as an integer (from 60 digits of pi): turns = theta * 2^64 / 2pi in exact integer arithmetic.
+_INV_TWO_PI_Q192 = (1 << 192) * 10**60 // 6283185307179586476925286766559005768394338798750211641949889
 _CHUNK = 1 << 14  # positions per block: keeps the uint64 work in cache
 
 
@@ -35,7 +32,10 @@ def check_bins(bins: int) -> int:
 
 def turns_fixed_point(inv_freq: np.ndarray) -> np.ndarray:
     """theta_i / 2pi in units of 2^-64 turn, rounded to nearest; shape (P,) uint64."""
-    out = [round(Fraction(float(t)) * (1 << 64) / _TWO_PI) % (1 << 64) for t in np.asarray(inv_freq, np.float64)]
+    out = []
+    for theta in np.asarray(inv_freq, np.float64).tolist():
+        num, den = theta.as_integer_ratio()  # exact: den is a power of two
+        out.append(((num * _INV_TWO_PI_Q192 // den + (1 << 127)) >> 128) % (1 << 64))
     return np.array(out, dtype=np.uint64)
 
 
@@ -55,25 +55,26 @@ def angle_counts(inv_freq: np.ndarray, n: int, bins: int = 360) -> np.ndarray:
     fast = ~slow
     if fast.any():
         counts[fast] = _counts_by_position(delta[fast], n, bins)
-    for i in np.flatnonzero(slow):
-        counts[i] = _counts_by_boundary(delta[i], n, bins)
+    if slow.any():
+        counts[slow] = _counts_by_boundary(delta[slow], n, bins)
     return counts
 
 
 def _bin_of(delta: np.ndarray, m: np.ndarray, bins: int) -> np.ndarray:
-    """Exact floor(frac(m*delta) * bins); delta (P, 1) or scalar, m (..., M) uint64."""
-    b = np.uint64(bins)
+    """floor(frac(m*delta) * bins) for delta (P, 1) or (J,) and m (..., M) uint64; returns int64.
+
+    The product wraps mod 2^64, i.e. exactly at one full turn. Its top 53 bits convert to float64 without
+    rounding, so the bin is exact except within 2^-52 of a bin edge.
+    """
     with np.errstate(over="ignore"):
-        turns = delta * m  # fraction of a turn in 2^-64 units: wraps mod 2^64 = one full turn
-    # floor(turns * bins / 2^64) without 128-bit integers, split into 32-bit halves (exact)
-    high = (turns >> np.uint64(32)) * b
-    low = ((turns & np.uint64(0xFFFFFFFF)) * b) >> np.uint64(32)
-    return (high + low) >> np.uint64(32)
+        turns = delta * m  # fraction of a turn in 2^-64 units
+    turns >>= np.uint64(11)
+    return (turns.astype(np.float64) * (bins / 2.0**53)).astype(np.int64)
 
 
 def _counts_by_position(delta: np.ndarray, n: int, bins: int) -> np.ndarray:
     n_pairs = delta.size
-    offsets = (np.arange(n_pairs, dtype=np.uint64) * np.uint64(bins))[:, None]  # (P, 1)
+    offsets = (np.arange(n_pairs, dtype=np.int64) * bins)[:, None]  # (P, 1)
     counts = np.zeros(n_pairs * bins, dtype=np.int64)
     for start in range(0, n, _CHUNK):
         m = np.arange(start, min(start + _CHUNK, n), dtype=np.uint64)[None, :]  # (1, M)
@@ -81,18 +82,22 @@ def _counts_by_position(delta: np.ndarray, n: int, bins: int) -> np.ndarray:
     return counts.reshape(n_pairs, bins)
 
 
-def _counts_by_boundary(delta: np.uint64, n: int, bins: int) -> np.ndarray:
-    """Counts of one slow pair from the first position of each bin crossing (every bin holds >= 1 position)."""
-    step = float(delta) * bins / 2.0**64  # bins crossed per position, < 1
-    n_cross = int(np.ceil((n - 1) * step)) + 2  # bin crossings up to position n-1, with margin
-    j = np.arange(1, n_cross + 1, dtype=np.float64)
-    first = np.ceil(j / step).astype(np.int64)  # (J,) estimated first position of crossing j
+def _counts_by_boundary(delta: np.ndarray, n: int, bins: int) -> np.ndarray:
+    """Counts of slow pairs (every bin holds >= 1 position) from the first position of each bin crossing."""
+    step = delta.astype(np.float64) * (bins / 2.0**64)  # (P,) bins crossed per position, < 1
+    n_cross = (np.ceil((n - 1) * step) + 2).astype(np.int64)  # crossings up to position n-1, with margin
+    pair = np.repeat(np.arange(delta.size), n_cross)  # (J,) ragged crossings of all pairs, flattened
+    j = np.arange(pair.size) - np.repeat(np.cumsum(n_cross) - n_cross, n_cross) + 1  # 1 .. n_cross per pair
+    first = np.ceil(j / step[pair]).astype(np.int64)  # (J,) estimated first position of crossing j
     # Exact fix-up: the first position of crossing j lies in bin j mod b and its predecessor does not.
-    target = (np.arange(1, n_cross + 1) % bins).astype(np.uint64)
-    first += _bin_of(delta, first.astype(np.uint64), bins) != target
-    first -= _bin_of(delta, (first - 1).astype(np.uint64), bins) == target
-    edges = np.concatenate([[0], np.minimum(first, n)])  # (J+1,)
-    return np.bincount(np.arange(n_cross) % bins, weights=np.diff(edges), minlength=bins).astype(np.int64)
+    d, target = delta[pair], j % bins
+    first += _bin_of(d, first.astype(np.uint64), bins) != target
+    first -= _bin_of(d, (first - 1).astype(np.uint64), bins) == target
+    first = np.minimum(first, n)
+    start = np.where(j == 1, 0, np.concatenate([[0], first[:-1]]))  # previous crossing (0 before the first)
+    index = pair * bins + (j - 1) % bins
+    counts = np.bincount(index, weights=first - start, minlength=delta.size * bins)
+    return counts.astype(np.int64).reshape(delta.size, bins)
 
 
 def angle_distribution(inv_freq: np.ndarray, n: int, bins: int = 360, precision: str = "exact") -> np.ndarray:
