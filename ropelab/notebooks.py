@@ -11,10 +11,12 @@ Convention (notebooks 01 .. 07; follow it for new ones)
 
    The runner injects ``profile`` and ``output_dir`` (``outputs/<profile>/<NN_slug>/``, absolute). A relative
    ``output_dir`` (interactive use) is taken relative to the project root, not the notebook's folder.
-   Anything that depends on the profile is derived from ``profile`` in a later cell, not injected.
+   Anything that depends on the profile is derived from ``profile`` in a later cell, not injected. One ``=``
+   per line: papermill cannot read a parameter whose comment holds another ``=``.
 3. Cells are thin: markdown narrative, then a few lines calling ``ropelab``. Logic used twice lives in the
    package (plots in ``ropelab/plots/<topic>.py``: they take data and return a Figure).
-4. Figures go through ``ropelab.figures.save_figure(fig, "NN_name", data=rows)`` into ``figures/`` (the runner
+4. Figures go through ``ropelab.figures.save_figure(fig, "NN_name", data=rows)`` -- or :func:`show_figure`,
+   which also displays the PNG in the notebook -- into ``figures/`` (the runner
    points ``ROPELAB_FIGURES`` at the folder it was asked to fill). Prefix figure names with the notebook's
    number so that notebooks never overwrite each other's figures.
 5. The last cell calls ``write_metrics(metrics, output_dir, parameters=...)``: flat (or nested, flattened with
@@ -111,6 +113,19 @@ def write_metrics(metrics: Mapping[str, Any], output_dir: str | Path,
     return path
 
 
+def show_figure(fig: Any, name: str, data: Any = None) -> Path:
+    """``save_figure`` (PDF, PNG and CSV in the figure folder) and display the PNG in the notebook.
+
+    ropelab's figures use the Agg backend everywhere, so notebooks show the saved PNG rather than the live figure.
+    """
+    png = _figures.save_figure(fig, name, data=data).with_suffix(".png")
+    with contextlib.suppress(ImportError):
+        from IPython.display import Image, display
+
+        display(Image(filename=str(png)))
+    return png
+
+
 def read_metrics(output_dir: str | Path) -> dict[str, float]:
     return json.loads((Path(output_dir) / "metrics.json").read_text())
 
@@ -196,7 +211,33 @@ def notebook_problems(path: str | Path) -> list[str]:
         for name in ("profile", "output_dir"):
             if not re.search(rf"^{name}\s*:\s*str\s*=", source, re.MULTILINE):
                 problems.append(f"parameters cell lacks a typed literal `{name}: str = ...`")
+        unreadable = sorted(set(_assigned_names(source)) - set(_papermill_parameters(params[0])))
+        if unreadable:
+            problems.append(f"papermill cannot read parameter(s) {', '.join(unreadable)} (one '=' per line)")
     return problems
+
+
+def _assigned_names(source: str) -> list[str]:
+    import ast
+
+    names = []
+    for node in ast.parse(source).body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        names += [t.id for t in targets if isinstance(t, ast.Name)]
+    return names
+
+
+def _papermill_parameters(cell: Any) -> list[str]:
+    import logging
+
+    from papermill.translators import PythonTranslator
+
+    logger = logging.getLogger("papermill.translators")
+    level, logger.level = logger.level, logging.ERROR
+    try:
+        return [p.name for p in PythonTranslator.inspect(cell)]
+    finally:
+        logger.setLevel(level)
 
 
 # --- the runner -----------------------------------------------------------------------------------------------
