@@ -163,8 +163,9 @@ def build_prompt(sample: Sample, task: str, tokenizer: Any, max_length: int) -> 
     return ids
 
 
-def generate(model: Any, tokenizer: Any, ids: list[int], task: str) -> str:
-    """Greedy continuation of ``ids`` with the task's token budget, decoded without special tokens."""
+def generate(model: Any, tokenizer: Any, ids: list[int], task: str, max_new_tokens: int | None = None) -> str:
+    """Greedy continuation of ``ids`` with the task's token budget (or ``max_new_tokens``), decoded without
+    special tokens."""
     import torch
 
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
@@ -174,14 +175,14 @@ def generate(model: Any, tokenizer: Any, ids: list[int], task: str) -> str:
         kwargs.update(eos_token_id=eos + newline[-1:], min_new_tokens=1)
     inputs = torch.tensor([ids], device=model.device)
     with torch.no_grad():
-        out = model.generate(inputs, attention_mask=torch.ones_like(inputs), max_new_tokens=MAX_NEW_TOKENS[task],
+        out = model.generate(inputs, attention_mask=torch.ones_like(inputs), max_new_tokens=max_new_tokens or MAX_NEW_TOKENS[task],
                              do_sample=False, num_beams=1, pad_token_id=(eos or [0])[0], **kwargs)
     return tokenizer.decode(out[0, len(ids):], skip_special_tokens=True)
 
 
 def evaluate_longbench(model: Any, tokenizer: Any, folder: str | Path, *, tasks: Sequence[str] = TASKS,
                        max_length: int | None = None, limit: int | None = None,
-                       progress: bool = True) -> tuple[list[dict], dict]:
+                       max_new_tokens: int | None = None, progress: bool = True) -> tuple[list[dict], dict]:
     """Predict and score LongBench-E tasks.
 
     Args:
@@ -191,6 +192,7 @@ def evaluate_longbench(model: Any, tokenizer: Any, folder: str | Path, *, tasks:
         max_length: prompt budget in tokens (default: the model's ``max_position_embeddings`` minus the task's
             generation budget).
         limit: at most this many samples per task (None: all).
+        max_new_tokens: cap on every task's generation budget (None: the official budgets; a smoke-test knob).
 
     Returns:
         ``(rows, summary)``: one row per sample (task, _id, length, bucket, score x100, prediction); summary
@@ -211,7 +213,8 @@ def evaluate_longbench(model: Any, tokenizer: Any, folder: str | Path, *, tasks:
         budget = max_length if max_length is not None else window - MAX_NEW_TOKENS[task]
         scores = []
         for sample in tqdm(samples, desc=f"LongBench-E {task}", disable=not progress, leave=False):
-            prediction = generate(model, tokenizer, build_prompt(sample, task, tokenizer, budget), task)
+            ids = build_prompt(sample, task, tokenizer, budget)
+            prediction = generate(model, tokenizer, ids, task, min(max_new_tokens or 10**9, MAX_NEW_TOKENS[task]))
             score = score_sample(task, prediction, sample.answers, sample.all_classes)
             scores.append(score)
             rows.append({"task": task, "_id": sample._id, "length": sample.length,
@@ -246,6 +249,7 @@ def add_cli(subparsers: Any) -> None:
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of the 13 tasks")
     parser.add_argument("--max-length", type=int, help="prompt budget in tokens (default: window - max new tokens)")
     parser.add_argument("--limit", type=int, help="at most this many samples per task")
+    parser.add_argument("--max-new-tokens", type=int, help="cap on the official generation budgets (smoke tests)")
     parser.add_argument("--csv", help="write per-sample rows to this CSV (and the summary beside it)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(func=run_cli)
@@ -259,7 +263,7 @@ def run_cli(args: argparse.Namespace) -> int:
     check_folder(args.data_dir, tasks)
     model, tokenizer = model_from_args(args)
     rows, summary = evaluate_longbench(model, tokenizer, args.data_dir, tasks=tasks, max_length=args.max_length,
-                                       limit=args.limit)
+                                       limit=args.limit, max_new_tokens=args.max_new_tokens)
     if args.csv:
         write_csv(rows, args.csv)
         write_csv(summary_rows(summary), Path(args.csv).with_suffix(".summary.csv"))
