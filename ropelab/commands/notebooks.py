@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_parser.add_argument("--force", action="store_true", help="re-run notebooks whose inputs did not change")
     run_parser.add_argument("--figures", help="figure folder (default figures/ or $ROPELAB_FIGURES)")
     run_parser.add_argument("--outputs", help="output root (default outputs/)")
+    run_parser.add_argument("--notebooks", help="folder of NN_slug.ipynb notebooks (default notebooks/)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
     kwargs = {}
     if args.outputs:
         kwargs["output_root"] = args.outputs
+    if args.notebooks:
+        kwargs["notebook_dir"] = args.notebooks
     try:
         runs = run_notebooks(args.profile, only=only, force=args.force, figure_dir=args.figures, **kwargs)
     except NotebookFailed as err:

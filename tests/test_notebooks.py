@@ -1,0 +1,209 @@
+"""The notebooks, run for real through the papermill runner in the quick profile, and the runner's contract:
+clean committed notebooks, metrics.json, caching, failure reports, byte-identical figures."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from ropelab import cli
+from ropelab.notebooks import (
+    NOTEBOOK_DIR, NotebookFailed, discover, notebook_problems, read_metrics, run_notebook, run_notebooks,
+    write_metrics, write_notebook,
+)
+
+NOTEBOOKS = discover(NOTEBOOK_DIR)
+TABLE3 = {"pi_8k": 24.08, "pi_16k": 33.67, "yarn_8k": 25.55, "yarn_16k": 35.44, "dprope_8k": 6.71, "dprope_16k": 22.92}
+TABLE3_TOLERANCE = {"pi": 0.005, "yarn": 0.01, "dprope": 0.005}  # issue 2: 0.5% PI and DPRoPE, 1% YaRN
+
+
+def check_01(m: dict) -> None:
+    assert m["llama2-7b.critical_dimension"] == 92  # Liu et al. 2023
+    assert m["llama2-7b.pairs_longer_than_L"] == 18  # 64 - 92/2
+    assert m["relative_position_max_rel_error"] < 1e-9
+    assert m["complex_rotation_max_error"] < 1e-12
+    assert m["pi.n_interpolated_dims"] == 128 and m["dprope.n_interpolated_dims"] < 128
+    assert m["dprope.disturbance_x1e3"] < m["pi.disturbance_x1e3"] < m["ntk.disturbance_x1e3"]
+
+
+def check_02(m: dict) -> None:
+    # the paper's Figure 3: pair 6 is better interpolated, pair 22 better extrapolated
+    assert m["pair6.interpolate"] == 1 and m["pair6.d_interp"] < m["pair6.d_extrap"]
+    assert m["pair22.interpolate"] == 0 and m["pair22.d_extrap"] < m["pair22.d_interp"]
+    assert m["row_sum_max_deviation"] < 1e-4  # 1 + smoothing
+    assert m["slowest_pair_arc_fraction"] < 0.2  # the slowest pair covers a short arc in 4k positions
+
+
+def check_03(m: dict) -> None:
+    for key, paper in TABLE3.items():
+        assert m[f"table3.{key}.paper"] == paper
+        tolerance = TABLE3_TOLERANCE[key.split("_")[0]]
+        assert m[f"table3.{key}.float32"] == pytest.approx(paper, rel=tolerance), key
+        assert m[f"table3.{key}.exact"] == pytest.approx(paper, rel=0.01), key
+    assert m["table3.dprope_8k.dims_float32"] == 94 and m["table3.dprope_16k.dims_float32"] == 84  # 47, 42 pairs
+    assert m["table3.reduction_vs_pi_8k"] == pytest.approx(0.72, abs=0.01)  # the abstract: up to 72% and 32%
+    assert m["table3.reduction_vs_pi_16k"] == pytest.approx(0.32, abs=0.01)
+    assert m["per_pair.argmin_never_worse"] == 1
+    for preset in ("llama2-7b", "llama3-8b", "smollm2-135m"):
+        for s in (2, 4, 8, 16):
+            assert m[f"sweep.{preset}.x{s}.dprope_x1e3"] <= m[f"sweep.{preset}.x{s}.pi_x1e3"]
+            assert m[f"sweep.{preset}.x{s}.dprope_x1e3"] <= m[f"sweep.{preset}.x{s}.none_x1e3"]
+    for metric in ("kl", "js", "tv", "wasserstein"):
+        for target in ("8k", "16k"):
+            assert m[f"divergence.{metric}.dprope_{target}"] <= m[f"divergence.{metric}.pi_{target}"]
+    assert m["divergence.kl.dprope_8k.agreement_with_kl"] == 1
+
+
+def check_04(m: dict) -> None:
+    assert m["critical_dimension"] == 92
+    assert m["dprope_n_hat_80_8192.n_interpolated_dims"] == 80
+    assert m["dprope_n_hat_64_16384.n_interpolated_dims"] == 64
+    assert m["dprope_float32_8192.n_interpolated_dims"] == 94  # the release: 47 pairs at 8k
+    assert m["threshold.8k.n_hat_at_t"] <= 80 and m["threshold.16k.n_hat_at_t"] <= 64
+    assert m["threshold.8k.n_hat_at_0"] == m["dprope_8192.n_interpolated_dims"]
+    assert m["dprope_8192.interpolates_all_beyond_critical"] == 1
+    assert m["bins.8k.b360.agreement_with_360"] == 1
+    assert 0 < m["presets.smollm2-135m.x2.n_interpolated_dims"] <= 64
+
+
+CHECKS = {"01": check_01, "02": check_02, "03": check_03, "04": check_04}
+
+
+def test_the_four_core_notebooks_exist():
+    assert {p.name[:2] for p in NOTEBOOKS} >= set(CHECKS)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_committed_notebook_is_clean(path):
+    assert notebook_problems(path) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_quick_profile(path, tmp_path):
+    out = tmp_path / "outputs" / "quick" / path.stem
+    run = run_notebook(path, "quick", out, figure_dir=tmp_path / "figures")
+    assert run.status == "ran"
+    assert (out / path.name).is_file()  # the executed copy
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics and list(metrics) == sorted(metrics)
+    assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values())
+    assert json.loads((out / "parameters.json").read_text())["profile"] == "quick"
+    assert list((tmp_path / "figures").glob(f"{path.name[:2]}_*.png")), "the notebook saved no figure"
+    CHECKS.get(path.name[:2], lambda m: None)(metrics)
+
+
+@pytest.mark.slow
+def test_figures_are_byte_identical_across_runs(tmp_path):
+    path = next(p for p in NOTEBOOKS if p.name.startswith("01_"))
+    for run in ("a", "b"):
+        run_notebook(path, "quick", tmp_path / run / "out", figure_dir=tmp_path / run / "figures")
+    first = sorted((tmp_path / "a" / "figures").glob("01_*.p*"))
+    assert {p.suffix for p in first} == {".pdf", ".png"}
+    for figure in first:
+        assert figure.read_bytes() == (tmp_path / "b" / "figures" / figure.name).read_bytes(), figure.name
+
+
+# --- the runner on tiny notebooks (no ropelab import in the kernel: fast) ---------------------------------------
+
+PARAMS = '''
+profile: str = "quick"  # quick | full | gpu
+output_dir: str = "outputs/dev/NN_tiny"  # where metrics.json goes
+'''
+WRITE = '''
+import json, os, pathlib, sys
+out = pathlib.Path(output_dir); out.mkdir(parents=True, exist_ok=True)
+(out / "python.txt").write_text(sys.executable)
+(out / "metrics.json").write_text(json.dumps({"answer": 42.0}))
+'''
+
+
+@pytest.mark.slow
+def test_failing_notebook_names_cell_and_keeps_partial_copy(tmp_path, capsys):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    write_notebook(nbs / "01_fine.ipynb", [("parameters", PARAMS), ("code", WRITE)])
+    write_notebook(nbs / "02_broken.ipynb", [("markdown", "# broken"), ("parameters", PARAMS),
+                                            ("code", "x = 1"), ("code", "raise ValueError('boom at ' + str(x))"),
+                                            ("code", "never = True")])
+    write_notebook(nbs / "03_after.ipynb", [("parameters", PARAMS), ("code", WRITE)])
+    with pytest.raises(NotebookFailed) as info:
+        run_notebooks("quick", notebook_dir=nbs, output_root=tmp_path / "out", figure_dir=tmp_path / "fig",
+                      progress=False)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "02_broken" in message and "cell 4" in message and "ValueError: boom at 1" in message
+    partial = nbformat.read(tmp_path / "out" / "quick" / "02_broken" / "02_broken.ipynb", as_version=4)
+    executed = [c for c in partial.cells if c.cell_type == "code" and c.source == "x = 1"]
+    assert executed[0].execution_count is not None
+    assert not (tmp_path / "out" / "quick" / "03_after").exists()  # the run stopped
+
+    code = cli.main(["notebooks", "run", "--notebooks", str(nbs), "--outputs", str(tmp_path / "out"),
+                     "--figures", str(tmp_path / "fig"), "--only", "02"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("ropelab:")]
+    assert code == 1 and len(err) == 1 and "02_broken" in err[0] and "cell 4" in err[0]
+
+
+@pytest.mark.slow
+def test_cache_skips_unchanged_notebook_and_reruns_changed(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # a clean shell: the kernel must still be this interpreter
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    path = write_notebook(nbs / "01_tiny.ipynb", [("parameters", PARAMS), ("code", WRITE)])
+    kwargs = dict(notebook_dir=nbs, output_root=tmp_path / "out", figure_dir=tmp_path / "fig", progress=False)
+    assert [r.status for r in run_notebooks("quick", **kwargs)] == ["ran"]
+    out = tmp_path / "out" / "quick" / "01_tiny"
+    assert (out / "python.txt").read_text() == sys.executable
+    assert read_metrics(out) == {"answer": 42.0}
+    assert [r.status for r in run_notebooks("quick", **kwargs)] == ["cached"]
+    assert [r.status for r in run_notebooks("quick", force=True, **kwargs)] == ["ran"]
+    write_notebook(path, [("parameters", PARAMS), ("code", WRITE + "\nchanged = True")])
+    assert [r.status for r in run_notebooks("quick", **kwargs)] == ["ran"]
+    results = (tmp_path / "fig" / "results.csv").read_text().splitlines()
+    assert results == ["notebook,key,value", "01_tiny,answer,42"]
+    assert "| 01_tiny | answer | 42 |" in (tmp_path / "fig" / "results.md").read_text()
+
+
+# --- helpers --------------------------------------------------------------------------------------------------
+
+
+def test_write_metrics_flattens_sorts_and_rejects_non_finite(tmp_path):
+    path = write_metrics({"b": 1, "a": {"y": 2.5, "x": True}}, tmp_path, parameters={"profile": "quick"})
+    assert path.read_text().index('"a.x"') < path.read_text().index('"b"')
+    assert json.loads(path.read_text()) == {"a.x": 1.0, "a.y": 2.5, "b": 1.0}
+    assert json.loads((tmp_path / "parameters.json").read_text()) == {"profile": "quick"}
+    for bad in (float("nan"), float("inf"), "12", None):
+        with pytest.raises(ValueError, match="metric 'k'"):
+            write_metrics({"k": bad}, tmp_path)
+
+
+def test_notebook_problems_finds_each_breach(tmp_path):
+    bad = write_notebook(tmp_path / "01_bad.ipynb", [("parameters", 'profile: str = "quick"  # a = b\nn: int = 3'),
+                                                    ("code", "1 + 1")])
+    nb = nbformat.read(bad, as_version=4)
+    nb.cells[1].execution_count = 1
+    nbformat.write(nb, bad)
+    problems = " | ".join(notebook_problems(bad))
+    assert "cell 2 has outputs" in problems
+    assert "output_dir" in problems
+    assert "cannot read parameter(s) profile" in problems
+    untagged = write_notebook(tmp_path / "x.ipynb", [("code", 'profile: str = "quick"')])
+    assert any("tagged 'parameters'" in p for p in notebook_problems(untagged))
+    assert any("NN_slug" in p for p in notebook_problems(untagged))
+
+
+def test_bad_selection_and_profile_are_one_line_errors(tmp_path, capsys):
+    with pytest.raises(ValueError, match="no notebook '99'"):
+        discover(NOTEBOOK_DIR, ["99"])
+    assert cli.main(["notebooks", "run", "--profile", "huge"]) == 2
+    assert "unknown profile 'huge'" in capsys.readouterr().err
+
+
+def test_only_selects_by_number_or_stem():
+    chosen = discover(NOTEBOOK_DIR, ["03", "01_rope_theory"])
+    assert [p.name[:2] for p in chosen] == ["01", "03"]
