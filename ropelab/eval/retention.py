@@ -1,0 +1,90 @@
+"""Short-context retention: perplexity inside the original window before and after an extension.
+
+The DPRoPE paper (Wu et al., 2024, sec. 4.4, Table 6) checks that extension does not hurt short-text tasks
+(TruthfulQA, HellaSwag, MMLU, ARC-c). The form that runs on a CPU: the same documents, the same tokens, scored
+at lengths no longer than the pre-training window L, by the original model and by the model with each plan
+applied (zero-shot). A ratio ppl_extended / ppl_original near 1 means the plan kept short-context behaviour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import Any, Sequence
+
+from ropelab.eval.loading import model_spec, plan_applied
+from ropelab.eval.perplexity import DEFAULT_STRIDE, perplexity
+from ropelab.plan import RopePlan
+
+
+def retention(model: Any, documents: Sequence[tuple[str, Sequence[int]]], plans: Sequence[RopePlan], *,
+              lengths: Sequence[int] | None = None, protocol: str = "truncated", stride: int = DEFAULT_STRIDE,
+              max_docs: int | None = None, progress: bool = True, **kwargs: Any) -> list[dict[str, Any]]:
+    """Perplexity of the original model and of each plan at ``lengths`` (default: the window L itself).
+
+    Returns one row per (method, length) -- the original model as method ``none`` first -- with ``ppl``,
+    ``ppl_original`` and ``ratio = ppl / ppl_original``. Raises ValueError for a length past the window.
+    """
+    window = model_spec(model).original_length
+    lengths = [int(n) for n in (lengths or [window])]
+    past = [n for n in lengths if n > window]
+    if past:
+        raise ValueError(f"retention is measured inside the original window of {window} tokens; length {past[0]} "
+                         "is past it (use `ropelab eval ppl` for longer lengths)")
+    options = dict(protocol=protocol, stride=stride, max_docs=max_docs, progress=progress, **kwargs)
+    rows: list[dict[str, Any]] = []
+    baseline = {}
+    for length in lengths:
+        result = perplexity(model, documents, length, **options)
+        baseline[length] = result.ppl
+        rows.append(result.row(method="none", target_length=window, ppl_original=result.ppl, ratio=1.0))
+    for plan in plans:
+        with plan_applied(model, plan):
+            for length in lengths:
+                result = perplexity(model, documents, length, **options)
+                ratio = result.ppl / baseline[length] if baseline[length] > 0 else math.nan
+                rows.append(result.row(method=plan.method, target_length=plan.target_length,
+                                       ppl_original=baseline[length], ratio=ratio))
+    return rows
+
+
+# --------------------------------------------------------------------------------------------- CLI
+def add_cli(subparsers: Any) -> None:
+    """``ropelab eval retention``."""
+    from ropelab.eval.passkey import add_model_arguments
+    from ropelab.eval.perplexity import add_text_arguments
+
+    parser = subparsers.add_parser(
+        "retention", help="perplexity inside the original window before and after each extension",
+        description=__doc__.splitlines()[0] + " --method takes several methods separated by commas.")
+    add_model_arguments(parser)
+    add_text_arguments(parser)
+    parser.add_argument("--lengths", help="comma-separated lengths <= the window (default: the window)")
+    parser.add_argument("--protocol", default="truncated", help="truncated (default) or sliding")
+    parser.set_defaults(func=run_cli)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from ropelab.eval.loading import model_and_plans
+    from ropelab.eval.perplexity import documents_from_args, json_ready, parse_lengths, write_outputs
+
+    if not args.method:
+        raise ValueError("retention needs --method (one or more, comma-separated) and --target-length")
+    lengths = parse_lengths(args.lengths) if args.lengths else None
+    model, tokenizer, plans = model_and_plans(args)
+    docs, source = documents_from_args(args, tokenizer)
+    rows = retention(model, docs, plans, lengths=lengths, protocol=args.protocol, stride=args.stride,
+                     max_docs=args.max_docs, batch_tokens=args.batch_tokens)
+    rows = [{"model": args.model, **source, **row} for row in rows]
+    write_outputs(rows, args)
+    if args.json:
+        out = {"model": args.model, **source, "plans": [json.loads(p.to_json()) for p in plans], "results": rows}
+        print(json.dumps(json_ready(out), indent=2))
+    else:
+        print(f"{'method':<12}{'length':>8}{'ppl':>10}{'original':>10}{'ratio':>8}{'tokens':>9}")
+        for r in rows:
+            print(f"{r['method']:<12}{r['length']:>8}{r['ppl']:>10.3f}{r['ppl_original']:>10.3f}{r['ratio']:>8.4f}"
+                  f"{r['n_tokens']:>9}")
+    return 0
+
