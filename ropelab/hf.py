@@ -7,21 +7,31 @@ those a fresh ``from_pretrained`` computes, with no ropelab import needed at loa
 Mapping (transformers v5 ``ROPE_INIT_FUNCTIONS``):
     pi -> linear; yarn -> yarn; dynamic_ntk -> dynamic; llama3 -> llama3; ntk -> default with the new base;
     none -> default; dprope, longrope -> longrope with short_factor = long_factor = factors and an explicit
-    attention_factor (1 for DPRoPE: no temperature), which vLLM and llama.cpp read too.
+    attention_factor (1 for DPRoPE: no temperature), which vLLM and llama.cpp read too. Model classes that accept
+    only default/longrope (Phi-3) get pi, yarn and llama3 as longrope with their per-pair factors: same frequencies.
 """
 
 from __future__ import annotations
 
+import copy
+import math
+import warnings
 from typing import Any
 
+import numpy as np
 import torch
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 from ropelab.plan import RopePlan
 from ropelab.spec import RopeSpec
 
 
-def rope_parameters(plan: RopePlan) -> dict[str, Any]:
-    """The ``config.rope_parameters`` dict that makes stock transformers compute ``plan``'s frequencies."""
+def rope_parameters(plan: RopePlan, native: bool = True) -> dict[str, Any]:
+    """The ``config.rope_parameters`` dict that makes stock transformers compute ``plan``'s frequencies.
+
+    ``native=False`` writes every static plan as ``longrope`` (per-pair factors, explicit attention factor): the
+    form for model classes that accept only ``default``/``longrope`` (Phi-3) and for vLLM / llama.cpp.
+    """
     spec, opts = plan.spec, plan.options
     params: dict[str, Any] = {"rope_theta": spec.theta}
     if spec.partial_rotary_factor != 1.0:
@@ -30,18 +40,18 @@ def rope_parameters(plan: RopePlan) -> dict[str, Any]:
         params["rope_type"] = "default"
     elif plan.method == "ntk":
         params.update(rope_type="default", rope_theta=float(plan.details["base"]))
-    elif plan.method == "pi":
-        params.update(rope_type="linear", factor=float(plan.factors[0]))
     elif plan.method == "dynamic_ntk":
         params.update(rope_type="dynamic", factor=float(opts.get("factor") or plan.scale))
-    elif plan.method == "yarn":
+    elif native and plan.method == "pi":
+        params.update(rope_type="linear", factor=float(plan.factors[0]))
+    elif native and plan.method == "yarn":
         params.update(
             rope_type="yarn", factor=float(opts.get("factor") or plan.scale),
             original_max_position_embeddings=spec.original_length,
             beta_fast=float(opts.get("beta_fast", 32.0)), beta_slow=float(opts.get("beta_slow", 1.0)),
             attention_factor=plan.attention_factor, truncate=bool(opts.get("truncate", True)),
         )
-    elif plan.method == "llama3":
+    elif native and plan.method == "llama3":
         params.update(
             rope_type="llama3", factor=float(opts.get("factor") or plan.scale),
             low_freq_factor=float(opts.get("low_freq_factor", 1.0)),
@@ -72,30 +82,112 @@ def rotary_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
 def apply_plan(model: torch.nn.Module, plan: RopePlan) -> torch.nn.Module:
     """Extend ``model`` in place with ``plan``: its config and every rotary embedding's frequencies and scaling.
 
-    Raises ValueError when the model has no RoPE, uses per-layer-type RoPE, or was not the model the plan was made
-    for (different theta, head size or window).
+    The config gets the native transformers type of the plan (see the module docstring); a model class that
+    refuses that type (Phi-3 accepts only ``default`` and ``longrope``) gets the same frequencies as ``longrope``.
+    Afterwards the frequencies transformers uses at ``plan.target_length`` are checked against ``plan.inv_freq``
+    (float32 tolerance). Dynamic NTK is checked at the plan's evaluation length: its frequencies follow the
+    sequence length, so the in-memory ``inv_freq`` is the original one until a longer input arrives.
+
+    Raises:
+        ValueError: the model has no RoPE, uses per-layer-type RoPE (Gemma 3: one theta for sliding and one for
+            full attention layers: a plan is made for one of them), the plan was made for a different RoPE
+            (theta, head size, rotary fraction or window), or the model class cannot express the plan.
+    Warns:
+        UserWarning: sliding-window attention shorter than the target length (Mistral v0.1, Gemma 2): those layers
+            never see the long distances the plan is made for; the plan is applied to every layer all the same.
     """
     config = text_config(model)
+    old_params = getattr(config, "rope_parameters", None) or {}
+    if old_params and all(isinstance(v, dict) for v in old_params.values()):
+        raise ValueError(
+            f"{type(model).__name__} uses per-layer-type RoPE ({', '.join(sorted(old_params))}) with different "
+            "frequencies per layer type; ropelab does not guess which layers a plan is for"
+        )
     modules = rotary_modules(model)
     if not modules:
         raise ValueError(f"model {type(model).__name__} has no rotary embedding: ropelab extends RoPE models only")
-    rope_params = getattr(config, "rope_parameters", None) or {}
-    if rope_params and all(isinstance(v, dict) for v in rope_params.values()):
-        raise ValueError(
-            f"{type(model).__name__} uses per-layer-type RoPE ({', '.join(sorted(rope_params))}); ropelab does not "
-            "guess which layers to extend"
-        )
     model_spec = RopeSpec.from_hf_config(config)
     if model_spec != plan.spec:
         raise ValueError(f"plan was made for {plan.spec} but the model has {model_spec}")
-    config.rope_parameters = rope_parameters(plan)
+    _warn_sliding_window(config, plan)
+    params = _accepted_parameters(config, plan, old_params)
+    config.rope_parameters = params
     if plan.method == "dynamic_ntk":
         config.max_position_embeddings = plan.spec.original_length  # transformers' dynamic NTK reads L from here
     else:
         config.max_position_embeddings = plan.target_length
+    if getattr(config, "original_max_position_embeddings", None) is not None:  # Phi-3 keeps L here, read first
+        config.original_max_position_embeddings = plan.spec.original_length
     for module in modules:
         _rebuild_rotary(module, config)
+    check_frequencies(model, plan)
     return model
+
+
+def model_frequencies(model: torch.nn.Module, seq_len: int) -> tuple[np.ndarray, float]:
+    """``(inv_freq, attention_scaling)`` that ``model``'s rotary embedding uses for a ``seq_len``-token input."""
+    config = text_config(model)
+    module = rotary_modules(model)[0]
+    rope_type = config.rope_parameters["rope_type"]
+    if rope_type == "default":
+        return module.inv_freq.detach().double().cpu().numpy(), float(module.attention_scaling)
+    inv_freq, attention = ROPE_INIT_FUNCTIONS[rope_type](config, "cpu", seq_len=seq_len)
+    return inv_freq.double().numpy(), float(attention)
+
+
+def check_frequencies(model: torch.nn.Module, plan: RopePlan, rtol: float = 2e-6) -> None:
+    """Raise RuntimeError unless ``model`` uses ``plan``'s frequencies and attention factor at its target length."""
+    seq_len = int(plan.options.get("length") or plan.target_length) if plan.method == "dynamic_ntk" else None
+    inv_freq, attention = model_frequencies(model, seq_len or plan.target_length)
+    if inv_freq.shape != plan.inv_freq.shape or not np.allclose(inv_freq, plan.inv_freq, rtol=rtol, atol=0):
+        worst = np.max(np.abs(inv_freq / plan.inv_freq - 1)) if inv_freq.shape == plan.inv_freq.shape else None
+        raise RuntimeError(f"model frequencies differ from the {plan.method} plan (max relative error {worst})")
+    if not math.isclose(attention, plan.attention_factor, rel_tol=1e-6):
+        raise RuntimeError(f"model attention factor {attention} differs from the plan's {plan.attention_factor}")
+
+
+def _accepted_parameters(config: Any, plan: RopePlan, old_params: dict[str, Any]) -> dict[str, Any]:
+    """The plan's native rope_parameters, or its longrope form where the config class refuses the native type."""
+    keep = {k: old_params[k] for k in ("partial_rotary_factor",) if k in old_params}  # Phi-3 requires the key
+    native = {**keep, **rope_parameters(plan)}
+    if _config_accepts(config, native, plan):
+        return native
+    model_type = getattr(config, "model_type", type(config).__name__)
+    if plan.method == "dynamic_ntk":
+        raise ValueError(
+            f"{model_type} does not accept rope_type 'dynamic' and dynamic NTK has no static per-pair form; "
+            "use ntk or a static method"
+        )
+    static = {**keep, **rope_parameters(plan, native=False)}
+    if not _config_accepts(config, static, plan):
+        raise ValueError(f"{model_type} accepts neither rope_type {native['rope_type']!r} nor 'longrope'")
+    return static
+
+
+def _config_accepts(config: Any, params: dict[str, Any], plan: RopePlan) -> bool:
+    """Whether ``config``'s class validates ``params`` (as it will when the checkpoint is reloaded)."""
+    candidate = copy.deepcopy(config)
+    candidate.rope_parameters = copy.deepcopy(params)
+    candidate.max_position_embeddings = plan.target_length
+    try:
+        candidate.validate_rope()
+    except (ValueError, KeyError, TypeError):
+        return False
+    return True
+
+
+def _warn_sliding_window(config: Any, plan: RopePlan) -> None:
+    window = getattr(config, "sliding_window", None)
+    if not window or getattr(config, "use_sliding_window", True) is False or window >= plan.target_length:
+        return
+    layer_types = getattr(config, "layer_types", None) or []
+    where = "some layers" if "full_attention" in layer_types else "every layer"
+    warnings.warn(
+        f"{getattr(config, 'model_type', 'model')} uses sliding-window attention ({window} tokens) in {where}: "
+        f"those layers never see distances beyond {window}, so a plan for {plan.target_length} tokens is "
+        "ambiguous there; ropelab applies it to every layer",
+        UserWarning, stacklevel=3,
+    )
 
 
 def _rebuild_rotary(module: torch.nn.Module, config: Any) -> None:
@@ -110,3 +202,66 @@ def _rebuild_rotary(module: torch.nn.Module, config: Any) -> None:
             setattr(module, name, getattr(fresh, name))
     if hasattr(module, "long_inv_freq"):
         del module.long_inv_freq  # transformers caches longrope's long frequencies lazily
+
+
+# --- serving: vLLM and llama.cpp (GGUF) -------------------------------------------------------------------------
+
+
+def static_plan_check(plan: RopePlan, target: str) -> None:
+    """Raise ValueError for plans whose frequencies depend on the sequence length (dynamic NTK)."""
+    if plan.method == "dynamic_ntk":
+        raise ValueError(f"dynamic_ntk frequencies change with the sequence length; {target} needs a static plan")
+
+
+def vllm_hf_overrides(plan: RopePlan, rope_key: str = "rope_parameters") -> dict[str, Any]:
+    """JSON-able ``--hf-overrides`` for ``vllm serve`` that runs ``plan`` with vLLM's longrope kernel.
+
+    Every static plan is written as ``longrope`` (vLLM's ``Phi3LongRoPEScaledRotaryEmbedding``) with per-pair
+    factors. vLLM ignores ``attention_factor`` there and derives its own cos/sin scale from
+    ``max_position_embeddings / original_max_position_embeddings`` unless ``short_mscale``/``long_mscale`` are
+    given, so both are set to the plan's attention factor (1 for DPRoPE). ``rope_key="rope_scaling"`` for vLLM
+    builds on transformers v4.
+    """
+    static_plan_check(plan, "vLLM")
+    if rope_key not in ("rope_parameters", "rope_scaling"):
+        raise ValueError(f"rope_key must be 'rope_parameters' or 'rope_scaling', got {rope_key!r}")
+    params = rope_parameters(plan, native=False)
+    params.update(short_mscale=plan.attention_factor, long_mscale=plan.attention_factor)
+    return {rope_key: params, "max_position_embeddings": plan.target_length}
+
+
+# llama.cpp tensor names (gguf-py MODEL_TENSOR.ROPE_FREQS / ROPE_FACTORS_LONG / ROPE_FACTORS_SHORT).
+GGUF_ROPE_FREQS = "rope_freqs"
+GGUF_ROPE_FACTORS_LONG = "rope_factors_long"
+GGUF_ROPE_FACTORS_SHORT = "rope_factors_short"
+
+
+def gguf_rope_tensors(plan: RopePlan, arch: str = "llama") -> dict[str, np.ndarray]:
+    """Per-pair frequency divisors as llama.cpp reads them: float32 arrays of shape (d/2,).
+
+    llama.cpp divides pair i's frequency by the factor (``ggml_rope_ext`` freq_factors). ``arch="llama"`` (and
+    Mistral/Qwen2, which share the llama graph's ``rope_freqs``) gives ``{"rope_freqs": factors}``, the tensor
+    convert_hf_to_gguf.py writes for Llama 3.1; ``arch="phi3"`` gives ``rope_factors_long`` and
+    ``rope_factors_short``, as it writes for LongRoPE (llama.cpp picks long when n_ctx exceeds the original window).
+    """
+    static_plan_check(plan, "GGUF")
+    long = np.asarray(plan.factors, dtype=np.float32)  # (d/2,)
+    if arch == "phi3":
+        short = np.asarray(plan.details.get("short_factors", plan.factors), dtype=np.float32)  # (d/2,)
+        return {GGUF_ROPE_FACTORS_LONG: long, GGUF_ROPE_FACTORS_SHORT: short}
+    if arch == "llama":
+        if "short_factors" in plan.details and tuple(plan.details["short_factors"]) != plan.factors:
+            raise ValueError("rope_freqs holds one factor set; a plan with separate short factors needs arch='phi3'")
+        return {GGUF_ROPE_FREQS: long}
+    raise ValueError(f"unknown arch {arch!r}; allowed: llama, phi3")
+
+
+def gguf_rope_metadata(plan: RopePlan, arch: str = "llama") -> dict[str, Any]:
+    """GGUF key/values that go with ``gguf_rope_tensors``: window, original window and attention factor."""
+    static_plan_check(plan, "GGUF")
+    return {
+        f"{arch}.context_length": plan.target_length,
+        f"{arch}.rope.scaling.original_context_length": plan.spec.original_length,
+        f"{arch}.rope.scaling.attn_factor": float(plan.attention_factor),
+        f"{arch}.rope.freq_base": float(plan.spec.theta),
+    }

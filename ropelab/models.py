@@ -114,3 +114,49 @@ def _smollm2_folder(cache: Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+# --- tiny random models of each RoPE family: for tests and smoke runs, never for results -------------------------
+
+RANDOM_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gemma3", "gpt2")
+
+
+def random_model(family: str = "llama", *, original_length: int = 64, seed: int = 0, **overrides: Any) -> Any:
+    """A tiny randomly initialised causal LM of ``family`` (2 layers, head_dim 16, vocab 128), in eval mode.
+
+    ``gemma3`` has per-layer-type RoPE and ``gpt2`` no RoPE: the cases ``apply_plan`` refuses.
+    """
+    import transformers
+
+    if family not in RANDOM_FAMILIES:
+        raise ValueError(f"unknown family {family!r}; allowed: {', '.join(RANDOM_FAMILIES)}")
+    common = dict(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=16, max_position_embeddings=original_length, pad_token_id=0,
+                  bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+    config_class, extra = {
+        "llama": ("LlamaConfig", {}),
+        "mistral": ("MistralConfig", {"sliding_window": None}),
+        "qwen2": ("Qwen2Config", {}),
+        "qwen3": ("Qwen3Config", {}),
+        "phi3": ("Phi3Config", {"original_max_position_embeddings": original_length}),
+        "gemma": ("GemmaConfig", {}),
+        "gemma3": ("Gemma3TextConfig", {"sliding_window": 16}),
+        "gpt2": ("GPT2Config", {"n_positions": original_length, "n_embd": 64, "n_layer": 2, "n_head": 4}),
+    }[family]
+    if family == "gpt2":
+        common = {"vocab_size": 128, "bos_token_id": 1, "eos_token_id": 2}
+    config = getattr(transformers, config_class)(**{**common, **extra, **overrides})
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
+    return model.eval()
+
+
+def word_tokenizer(vocab_size: int = 128) -> Any:
+    """A tiny whitespace word-level tokenizer (ids 0-2 special) to save beside a ``random_model``."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, **{f"w{i}": i for i in range(3, vocab_size)}}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
