@@ -153,6 +153,9 @@ def test_missing_folder_names_the_folder_and_the_files(tmp_path):
     (tmp_path / "lb" / "trec_e.jsonl").write_text("")
     with pytest.raises(FileNotFoundError, match=r"lacks lcc_e\.jsonl"):
         check_folder(tmp_path / "lb", ["trec", "lcc"])
+    from ropelab.cli import main  # on the command line: one line, exit status 2, before any model is loaded
+
+    assert main(["eval", "longbench", "--model", "unused", "--data-dir", str(tmp_path / "nope")]) == 2
 
 
 def test_malformed_lines_warn_with_file_and_line_and_the_rest_is_read(tmp_path):

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 
@@ -140,15 +139,16 @@ def test_a_length_beyond_the_window_warns_with_both_numbers():
         evaluate_passkey(model, tok, lengths=[600], depths=[0.5], trials=1, progress=False)
 
 
-def test_cli_on_a_saved_model(tmp_path, capsys):
+def test_cli_on_a_saved_model_with_a_plan(tmp_path, capsys):
+    from ropelab.cli import main
+
     model, tok = tiny_llama()
     model.save_pretrained(tmp_path / "m")
     tok.save_pretrained(tmp_path / "m")
-    parser = argparse.ArgumentParser()
-    passkey.add_cli(parser.add_subparsers())
-    args = parser.parse_args(["passkey", "--model", str(tmp_path / "m"), "--lengths", "128", "--depths", "0,1",
-                              "--trials", "1", "--method", "pi", "--target-length", "1024", "--json",
-                              "--csv", str(tmp_path / "p.csv")])
-    assert args.func(args) == 0
+    argv = ["eval", "passkey", "--model", str(tmp_path / "m"), "--lengths", "128", "--depths", "0,1", "--trials", "1"]
+    assert main([*argv, "--method", "pi", "--target-length", "1024", "--json", "--csv", str(tmp_path / "p.csv")]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert len(summary["cells"]) == 2 and (tmp_path / "p.csv").exists()
+    assert summary["method"] == "pi" and summary["target_length"] == 1024 and len(summary["cells"]) == 2
+    assert (tmp_path / "p.csv").read_text().startswith("model,method,target_length,length,depth,trial,key")
+    assert main([*argv, "--method", "pi,yarn", "--target-length", "1024"]) == 2
+    assert "one --method per run" in capsys.readouterr().err

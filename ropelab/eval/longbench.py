@@ -225,7 +225,9 @@ def evaluate_longbench(model: Any, tokenizer: Any, folder: str | Path, *, tasks:
 
 def summary_rows(summary: dict) -> list[dict]:
     """The summary as a table: one row per task and one "average" row, a column per bucket."""
-    return [{"task": task, **scores} for task, scores in {**summary["tasks"], "average": summary["average"]}.items()]
+    labels = {k: summary[k] for k in ("model", "method", "target_length") if k in summary}
+    return [{**labels, "task": task, **scores}
+            for task, scores in {**summary["tasks"], "average": summary["average"]}.items()]
 
 
 def _json_safe(obj: Any) -> Any:
@@ -256,14 +258,14 @@ def add_cli(subparsers: Any) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from ropelab.eval.passkey import model_from_args
+    from ropelab.eval.passkey import evaluate_from_args
     from ropelab.figures import write_csv
 
     tasks = check_tasks(t.strip() for t in args.tasks.split(",") if t.strip())
     check_folder(args.data_dir, tasks)
-    model, tokenizer = model_from_args(args)
-    rows, summary = evaluate_longbench(model, tokenizer, args.data_dir, tasks=tasks, max_length=args.max_length,
-                                       limit=args.limit, max_new_tokens=args.max_new_tokens)
+    rows, summary = evaluate_from_args(args, lambda model, tokenizer: evaluate_longbench(
+        model, tokenizer, args.data_dir, tasks=tasks, max_length=args.max_length, limit=args.limit,
+        max_new_tokens=args.max_new_tokens))
     if args.csv:
         write_csv(rows, args.csv)
         write_csv(summary_rows(summary), Path(args.csv).with_suffix(".summary.csv"))

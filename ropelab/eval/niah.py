@@ -149,16 +149,15 @@ def add_cli(subparsers: Any) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from ropelab.eval.passkey import parse_floats, format_cells, model_from_args
+    from ropelab.eval.passkey import evaluate_from_args, format_cells, parse_floats
     from ropelab.figures import write_csv
 
     lengths = [int(x) for x in parse_floats(args.lengths, "lengths")]
     depths = parse_floats(args.depths, "depths")
     essay_files()  # fail early, before loading the model
-    model, tokenizer = model_from_args(args)
-    rows, summary = evaluate_niah(model, tokenizer, lengths=lengths, depths=depths)
+    rows, summary = evaluate_from_args(args, lambda model, tokenizer: evaluate_niah(
+        model, tokenizer, lengths=lengths, depths=depths))
     if args.csv:
         write_csv(rows, args.csv)
     print(json.dumps(summary, indent=2) if args.json else format_cells(summary))
     return 0
-

@@ -20,7 +20,7 @@ import random
 import re
 import warnings
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -214,24 +214,25 @@ def summarize_cells(rows: Sequence[dict], **extra: Any) -> dict:
 
 # --------------------------------------------------------------------------------------------- CLI
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--model, --dtype and the optional extension (--method/--target-length/options) of eval commands."""
+    """--model, --dtype, --device and the optional extension (--method/--target-length/options) of eval commands."""
     from ropelab.commands.plan import add_method_arguments
 
-    parser.add_argument("--model", required=True, help="local HF model folder, or a .gguf file")
+    parser.add_argument("--model", required=True, help="smollm2-135m, a local HF model folder, or a .gguf file")
     parser.add_argument("--dtype", default="float32", help="torch dtype to load in (float32, bfloat16, ...)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     add_method_arguments(parser, required=False)
 
 
 def model_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
-    """Load ``--model`` with AutoModelForCausalLM/AutoTokenizer and, with ``--method``, extend it in place."""
+    """Load ``--model`` (a local HF folder or a ``.gguf`` file) with AutoModelForCausalLM/AutoTokenizer, in eval
+    mode on ``--device``. Extension plans are applied by :func:`evaluate_from_args`."""
     from pathlib import Path
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = Path(args.model)
     if not path.exists():
-        raise FileNotFoundError(f"model {args.model!r} not found: give a local HF folder or a .gguf file")
+        raise FileNotFoundError(f"model {args.model!r} not found: give smollm2-135m, a local HF folder or a .gguf file")
     dtype = getattr(torch, args.dtype, None)
     if not isinstance(dtype, torch.dtype):
         raise ValueError(f"--dtype {args.dtype!r} is not a torch dtype (float32, bfloat16, float16)")
@@ -239,19 +240,24 @@ def model_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
     folder = path.parent if path.suffix == ".gguf" else path
     tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs).to(args.device).eval()
-    if getattr(args, "method", None):
-        if not args.target_length:
-            raise ValueError("--method needs --target-length")
-        from ropelab.commands.plan import method_options_from_args
-        from ropelab.hf import apply_plan, text_config
-        from ropelab.methods import make_plan
-        from ropelab.spec import RopeSpec
-
-        plan = make_plan(args.method, RopeSpec.from_hf_config(text_config(model)), args.target_length,
-                         bins=args.bins, metric=args.metric, precision=args.precision,
-                         **method_options_from_args(args))
-        apply_plan(model, plan)
     return model, tokenizer
+
+
+def evaluate_from_args(args: argparse.Namespace, evaluate: Callable[[Any, Any], tuple[list[dict], dict]]
+                       ) -> tuple[list[dict], dict]:
+    """Load the model of ``args`` (:func:`ropelab.eval.loading.model_and_plans`), run ``evaluate(model, tokenizer)``
+    with the ``--method`` plan applied, and label rows and summary with model, method and target length."""
+    from ropelab.eval.loading import model_and_plans, plan_applied
+
+    if args.method and "," in args.method:
+        raise ValueError(f"one --method per run, got {args.method!r}")
+    model, tokenizer, plans = model_and_plans(args)
+    plan = plans[0] if plans else None
+    with plan_applied(model, plan):
+        rows, summary = evaluate(model, tokenizer)
+    extra = {"model": args.model, "method": plan.method if plan else "none",
+             "target_length": plan.target_length if plan else None}
+    return [{**extra, **row} for row in rows], {**extra, **summary}
 
 
 def parse_floats(text: str, name: str) -> list[float]:
@@ -281,9 +287,9 @@ def run_cli(args: argparse.Namespace) -> int:
 
     lengths = [int(x) for x in parse_floats(args.lengths, "lengths")]
     depths = parse_floats(args.depths, "depths")
-    model, tokenizer = model_from_args(args)
-    rows, summary = evaluate_passkey(model, tokenizer, lengths=lengths, depths=depths, trials=args.trials,
-                                     seed=args.seed, reuse_prefix=not args.no_prefix_reuse)
+    rows, summary = evaluate_from_args(args, lambda model, tokenizer: evaluate_passkey(
+        model, tokenizer, lengths=lengths, depths=depths, trials=args.trials, seed=args.seed,
+        reuse_prefix=not args.no_prefix_reuse))
     if args.csv:
         write_csv(rows, args.csv)
     print(json.dumps(summary, indent=2) if args.json else format_cells(summary))
