@@ -17,12 +17,23 @@ import pytest
 from test_passkey import one_torch_thread, tiny_llama  # noqa: F401 (autouse fixture)
 
 from ropelab.eval import longbench
-from ropelab.eval.longbench import (PROMPTS, TASKS, Sample, build_prompt, check_folder, evaluate_longbench,
-                                    read_task)
-from ropelab.eval.longbench_metrics import (average_over_tasks, bucket_scores, classification_score, code_sim_score,
-                                            count_score, first_code_line, fuzz_ratio, length_bucket,
-                                            normalize_answer, qa_f1_score, retrieval_score, rouge_l, rouge_score,
-                                            score_sample)
+from ropelab.eval.longbench import PROMPTS, TASKS, Sample, build_prompt, check_folder, evaluate_longbench, read_task
+from ropelab.eval.longbench_metrics import (
+    average_over_tasks,
+    bucket_scores,
+    classification_score,
+    code_sim_score,
+    count_score,
+    first_code_line,
+    fuzz_ratio,
+    length_bucket,
+    normalize_answer,
+    qa_f1_score,
+    retrieval_score,
+    rouge_l,
+    rouge_score,
+    score_sample,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "longbench"
 

@@ -12,9 +12,18 @@ import json
 import pytest
 import torch
 
-from ropelab.eval import passkey
-from ropelab.eval.passkey import (FILLER, KEY_LINE, QUESTION, TASK, PasskeyPrompter, draw_keys, evaluate_passkey,
-                                  greedy_generate, parse_answer, prefix_cache)
+from ropelab.eval.passkey import (
+    FILLER,
+    KEY_LINE,
+    QUESTION,
+    TASK,
+    PasskeyPrompter,
+    draw_keys,
+    evaluate_passkey,
+    greedy_generate,
+    parse_answer,
+    prefix_cache,
+)
 
 TRAIN_TEXT = [TASK, FILLER, KEY_LINE.format(key=12345), QUESTION,
               "The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny day.",
@@ -30,7 +39,7 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_llama(window: int = 512):
     """A random Llama (2 layers, width 64) and a byte-level BPE tokenizer with BOS/EOS: (model, tokenizer)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -113,7 +122,7 @@ def test_prefix_reuse_gives_the_answer_of_the_full_run():
 
 def test_grid_rows_summary_and_reuse_equivalence(tmp_path):
     model, tok = tiny_llama()
-    kwargs = dict(lengths=[128, 256], depths=[0.0, 1.0], trials=2, seed=3, progress=False)
+    kwargs = {"lengths": [128, 256], "depths": [0.0, 1.0], "trials": 2, "seed": 3, "progress": False}
     rows, summary = evaluate_passkey(model, tok, **kwargs)
     rows_full, _ = evaluate_passkey(model, tok, reuse_prefix=False, **kwargs)
     assert [r["answer"] for r in rows] == [r["answer"] for r in rows_full]

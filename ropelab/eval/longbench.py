@@ -14,9 +14,10 @@ import argparse
 import json
 import math
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from ropelab.eval.longbench_metrics import METRICS, average_over_tasks, bucket_scores, score_sample
 

@@ -24,7 +24,7 @@ import math
 import re
 import string
 from collections import Counter
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 # Tasks whose prediction is cut to its first line before scoring (official eval.py).
 FIRST_LINE_TASKS = ("trec", "triviaqa", "samsum", "lsht")
@@ -141,7 +141,7 @@ def fuzz_ratio(a: str, b: str) -> int:
         return 100
     if not a or not b:
         return 0
-    return int(round(100 * difflib.SequenceMatcher(None, a, b).ratio()))
+    return round(100 * difflib.SequenceMatcher(None, a, b).ratio())
 
 
 def first_code_line(prediction: str) -> str:

@@ -19,8 +19,9 @@ import json
 import random
 import re
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -235,7 +236,7 @@ def model_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
         raise FileNotFoundError(f"model {args.model!r} not found: give smollm2-135m, a local HF folder or a .gguf file")
     dtype = getattr(torch, args.dtype, None)
     if not isinstance(dtype, torch.dtype):
-        raise ValueError(f"--dtype {args.dtype!r} is not a torch dtype (float32, bfloat16, float16)")
+        raise ValueError(f"--dtype {args.dtype!r} is not a torch dtype (float32, bfloat16, float16)")  # noqa: TRY004 (a bad CLI value)
     kwargs: dict[str, Any] = {"gguf_file": path.name} if path.suffix == ".gguf" else {}
     folder = path.parent if path.suffix == ".gguf" else path
     tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
