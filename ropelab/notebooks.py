@@ -48,8 +48,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-import nbformat
-
 from ropelab import figures as _figures
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -156,6 +154,8 @@ def write_notebook(path: str | Path, cells: Sequence[tuple[str, str]]) -> Path:
 
     Cell ids are derived from the position (stable diffs); no outputs, no execution counts.
     """
+    import nbformat
+
     nb = nbformat.v4.new_notebook()
     nb.metadata = {
         "kernelspec": {"display_name": "Python 3 (ipykernel)", "language": "python", "name": KERNEL_NAME},
@@ -181,6 +181,8 @@ def write_notebook(path: str | Path, cells: Sequence[tuple[str, str]]) -> Path:
 
 def clean_notebook(path: str | Path) -> Path:
     """Strip outputs, execution counts and run metadata from a notebook file, in place."""
+    import nbformat
+
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
@@ -195,6 +197,8 @@ def clean_notebook(path: str | Path) -> Path:
 
 def notebook_problems(path: str | Path) -> list[str]:
     """Why ``path`` breaks the convention (empty when it follows it)."""
+    import nbformat
+
     path = Path(path)
     problems = []
     if not NOTEBOOK_PATTERN.match(path.name):
@@ -282,6 +286,8 @@ def run_notebooks(profile: str = "quick", only: Iterable[str] | None = None, for
 def run_notebook(path: str | Path, profile: str, output_dir: str | Path, figure_dir: str | Path | None = None,
                  force: bool = False) -> NotebookRun:
     """Execute one notebook with papermill into ``output_dir`` (skipped when cached, unless ``force``)."""
+    import nbformat
+
     import papermill
 
     check_profile(profile)
@@ -325,6 +331,8 @@ def check_profile(profile: str) -> str:
 
 def cache_key(path: Path, parameters: Mapping[str, Any], figure_dir: Path) -> str:
     """sha256 of the notebook's source cells, the injected parameters, the figure folder and ropelab's source."""
+    import nbformat
+
     nb = nbformat.read(path, as_version=4)
     payload = {
         "cells": [[c.cell_type, c.source, sorted(c.metadata.get("tags", []))] for c in nb.cells],
@@ -379,6 +387,8 @@ def write_results(profile_dir: str | Path, figure_dir: str | Path | None = None)
 
 def _source_cell_number(executed: Path, cell_index: int) -> int:
     """1-based position, in the source notebook, of executed cell ``cell_index`` (skips papermill's cells)."""
+    import nbformat
+
     try:
         cells = nbformat.read(executed, as_version=4).cells
     except (OSError, ValueError):
