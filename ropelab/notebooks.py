@@ -44,9 +44,10 @@ import os
 import re
 import sys
 import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from ropelab import figures as _figures
 
@@ -55,7 +56,7 @@ PROJECT_ROOT = PACKAGE_DIR.parent
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
 OUTPUT_ROOT = PROJECT_ROOT / "outputs"
 PROFILES = ("quick", "full", "gpu")
-KERNEL_NAME = "python3"  # jupyter_client runs a "python" kernelspec with sys.executable (this interpreter)
+KERNEL_NAME = "python3"  # the kernelspec named in the notebooks; the runner starts it with this interpreter
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_[A-Za-z0-9_\-]+\.ipynb$")
 RUN_RECORD = "run.json"  # the cache key and figure list of a notebook's last successful run
 
@@ -67,10 +68,8 @@ class NotebookFailed(RuntimeError):
         self.notebook, self.cell, self.exec_count = notebook, cell, exec_count
         self.ename, self.evalue, self.executed = ename, evalue, executed
         first = (evalue.strip().splitlines() or [""])[0]
-        super().__init__(
-            f"notebook {notebook} failed in cell {cell} (In [{exec_count}]): {ename}: {first} "
-            f"(partial copy: {executed})"
-        )
+        where = f"in cell {cell} (In [{exec_count}])" if cell else "(kernel)"
+        super().__init__(f"notebook {notebook} failed {where}: {ename}: {first} (partial copy: {executed})")
 
 
 @dataclass(frozen=True)
@@ -287,8 +286,8 @@ def run_notebook(path: str | Path, profile: str, output_dir: str | Path, figure_
                  force: bool = False) -> NotebookRun:
     """Execute one notebook with papermill into ``output_dir`` (skipped when cached, unless ``force``)."""
     import nbformat
-
     import papermill
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     check_profile(profile)
     path, output_dir = Path(path).resolve(), Path(output_dir).resolve()
@@ -307,15 +306,17 @@ def run_notebook(path: str | Path, profile: str, output_dir: str | Path, figure_
         with _environ(ROPELAB_FIGURES=str(figure_dir), MPLBACKEND="Agg", PYTHONHASHSEED="0"):
             papermill.execute_notebook(
                 str(path), str(executed), parameters=parameters, kernel_name=KERNEL_NAME, progress_bar=False,
-                cwd=str(PROJECT_ROOT), log_output=False,
+                cwd=str(PROJECT_ROOT), log_output=False, kernel_manager_class=_kernel_manager_class(),
             )
     except papermill.PapermillExecutionError as err:
         raise NotebookFailed(path.stem, _source_cell_number(executed, err.cell_index), err.exec_count,
                              err.ename, str(err.evalue), executed) from None
+    except (DeadKernelError, CellTimeoutError, RuntimeError, TimeoutError) as err:  # no cell error to point at
+        raise NotebookFailed(path.stem, 0, None, type(err).__name__, str(err), executed) from None
     seconds = time.perf_counter() - start
     if not (output_dir / "metrics.json").is_file():
         raise NotebookFailed(path.stem, len(nbformat.read(path, as_version=4).cells), None, "MissingMetrics",
-                             f"the notebook did not call write_metrics(..., output_dir)", executed)
+                             "the notebook did not call write_metrics(..., output_dir)", executed)
     made = sorted(str(p) for p, stamp in _snapshot(figure_dir).items() if before.get(p) != stamp)
     record = {"key": key, "parameters": parameters, "figures": made, "seconds": round(seconds, 3),
               "python": sys.executable}
@@ -398,6 +399,18 @@ def _source_cell_number(executed: Path, cell_index: int) -> int:
     original = [c for c in cells if "papermill-error-cell-tag" not in c.metadata.get("tags", [])]
     before = original[:cell_index]
     return 1 + sum(1 for c in before if not skip & set(c.metadata.get("tags", [])))
+
+
+def _kernel_manager_class() -> type:
+    """A kernel manager that starts ipykernel with ``sys.executable`` (this interpreter, e.g. ``.venv``), whatever
+    python a ``python3`` kernelspec elsewhere on the machine names, so notebooks import the ropelab under test."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class CurrentPythonKernelManager(AsyncKernelManager):
+        def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+            return [sys.executable, "-m", "ipykernel_launcher", "-f", self.connection_file, *(extra_arguments or [])]
+
+    return CurrentPythonKernelManager
 
 
 def _snapshot(directory: Path) -> dict[Path, tuple[int, int]]:

@@ -6,15 +6,21 @@ from __future__ import annotations
 import json
 import math
 import sys
-from pathlib import Path
 
 import nbformat
 import pytest
 
 from ropelab import cli
 from ropelab.notebooks import (
-    NOTEBOOK_DIR, NotebookFailed, discover, notebook_problems, read_metrics, run_notebook, run_notebooks,
-    write_metrics, write_notebook,
+    NOTEBOOK_DIR,
+    NotebookFailed,
+    discover,
+    notebook_problems,
+    read_metrics,
+    run_notebook,
+    run_notebooks,
+    write_metrics,
+    write_notebook,
 )
 
 NOTEBOOKS = discover(NOTEBOOK_DIR)
@@ -151,11 +157,21 @@ def test_failing_notebook_names_cell_and_keeps_partial_copy(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_cache_skips_unchanged_notebook_and_reruns_changed(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # a clean shell: the kernel must still be this interpreter
+    # A clean shell, and a python3 kernelspec naming another python: the kernel must still be this interpreter.
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    spec_dir = tmp_path / "jupyter" / "kernels" / "python3"
+    spec_dir.mkdir(parents=True)
+    (spec_dir / "kernel.json").write_text(json.dumps(
+        {"argv": ["/nonexistent/python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+         "display_name": "elsewhere", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    assert KernelSpecManager().get_kernel_spec("python3").argv[0] == "/nonexistent/python"
     nbs = tmp_path / "nbs"
     nbs.mkdir()
     path = write_notebook(nbs / "01_tiny.ipynb", [("parameters", PARAMS), ("code", WRITE)])
-    kwargs = dict(notebook_dir=nbs, output_root=tmp_path / "out", figure_dir=tmp_path / "fig", progress=False)
+    kwargs = {"notebook_dir": nbs, "output_root": tmp_path / "out", "figure_dir": tmp_path / "fig", "progress": False}
     assert [r.status for r in run_notebooks("quick", **kwargs)] == ["ran"]
     out = tmp_path / "out" / "quick" / "01_tiny"
     assert (out / "python.txt").read_text() == sys.executable

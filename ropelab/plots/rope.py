@@ -7,7 +7,8 @@ for the ramp; Liu et al. 2023 for the critical dimension.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -175,8 +176,9 @@ def plot_metric_comparison(rows: Rows) -> plt.Figure:
             ax.bar(np.arange(len(targets)) + (k - (len(methods) - 1) / 2) * width, values, width,
                    color=method_color(method), label=method)
         ax.set_xticks(np.arange(len(targets)), [str(t) for t in targets])
+        ax.set_yscale("log")  # methods can differ by orders of magnitude (YaRN's ramp under Wasserstein-1)
         ax.set_title(metric)
-    axes[0, 0].set_ylabel("disturbance")
+    axes[0, 0].set_ylabel("disturbance (log scale)")
     axes[0, -1].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
 
@@ -214,6 +216,7 @@ def plot_threshold_sweep(thresholds: np.ndarray, n_hat: Mapping[str, np.ndarray]
         if marks and label in marks:
             ax.axhline(marks[label], color=f"C{k}", linestyle=":", linewidth=0.8)
     ax.set_xscale("symlog", linthresh=float(np.min(thresholds[thresholds > 0])))
+    ax.set_xlim(0, float(np.max(thresholds)))
     ax.set_xlabel("threshold t")
     ax.set_ylabel(r"interpolated dimensions $\hat n$")
     ax.legend(loc="upper right")
