@@ -69,10 +69,12 @@ def test_prompt_has_the_reference_wording_and_the_requested_length():
             prompt = prompter(length, depth, 54321)
             assert len(prompt.ids) == length, (length, depth, len(prompt.ids))
             assert len(prompter(length, depth, 31337).ids) == length
-            text = prompter.text(prompt)
-            assert text.startswith(TASK + "\n")
-            assert text.endswith("\n" + QUESTION)
-            assert "The pass key is 54321. Remember it. 54321 is the pass key.\n" in text
+            # the reference layout: task, filler, key line, filler, question, one per line; fillers cut anywhere
+            task, before, key_line, after, question = prompter.text(prompt).split("\n")
+            assert (task, key_line, question) == (TASK, KEY_LINE.format(key=54321), QUESTION)
+            filler = " ".join([FILLER] * 100)
+            assert filler.startswith(before) and filler.startswith(after)
+            assert (before == "") == (depth == 0.0) and (after == "") == (depth == 1.0)
     # depth moves the key: more filler before it at larger depth, and the prefix is shared across keys
     shallow, deep = prompter(400, 0.1, 11111), prompter(400, 0.9, 11111)
     assert len(deep.prefix) > len(shallow.prefix)

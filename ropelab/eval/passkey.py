@@ -76,17 +76,17 @@ class PasskeyPrompter:
     def filler_budget(self, length: int) -> int:
         # the longest key line of a few keys: the filler after the key then never runs short
         key_tokens = max(len(self.key_line(k)) for k in (10000, 12345, 24680, 54321, 67890, 98765))
-        overhead = len(self.head) + len(self.newline) + key_tokens + len(self.question)
+        overhead = len(self.head) + 2 * len(self.newline) + key_tokens + len(self.question)
         budget = length - overhead
         if budget < 0:
             raise ValueError(f"passkey length {length} is shorter than the prompt without filler ({overhead} tokens)")
         return budget
 
     def prefix(self, length: int, depth: float) -> tuple[int, ...]:
-        """Task line and the filler before the key: shared by all trials at (length, depth)."""
+        """Task line and the filler before the key, each ending in a newline: shared by all trials at a cell."""
         if not 0.0 <= depth <= 1.0:
             raise ValueError(f"depth must be a fraction in [0, 1], got {depth}")
-        return self.head + self.newline + self.filler(round(depth * self.filler_budget(length)))
+        return self.head + self.newline + self.filler(round(depth * self.filler_budget(length))) + self.newline
 
     def __call__(self, length: int, depth: float, key: int) -> PasskeyPrompt:
         prefix, key_line = self.prefix(length, depth), self.key_line(key)
