@@ -295,3 +295,18 @@ def test_gguf_rope_tensors_match_gguf_constants():
             gguf.Keys.Rope.FREQ_BASE}
     assert set(metadata) == {key.format(arch=gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA]) for key in keys}
     assert metadata["llama.rope.scaling.attn_factor"] == 1.0 and metadata["llama.context_length"] == 16384
+
+
+def test_serving_doc_examples_run(tmp_path, monkeypatch, capsys):
+    """Every ```python block of docs/serving.md runs, in order, in one namespace."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "serving.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", doc, flags=re.S)
+    assert len(blocks) == 2  # input sanity: the vLLM and the GGUF examples
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "docs/serving.md", "exec"), namespace)
+    assert "--hf-overrides '{\"rope_parameters\": {" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 
 import time
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -66,3 +67,70 @@ def test_smollm2_cached_copy_is_fast_and_identical_to_the_gguf():
     assert torch.equal(ids, gguf_tokenizer(text, return_tensors="pt").input_ids)
     with torch.no_grad():
         assert torch.equal(cached(ids).logits, gguf(ids).logits)
+
+
+# --- the real SmolLM2-135M, extended zero-shot from 8k to 16k ------------------------------------------------
+
+TARGET = 16384
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    return load_model(SMOLLM2)
+
+
+@pytest.fixture(scope="module")
+def stdlib_ids(smollm2):
+    """CPython stdlib source (real text, PSF licence), tokenised: about 30k tokens."""
+    from ropelab.data import stdlib_documents
+
+    texts = {d.doc_id: d.text for d in stdlib_documents()}
+    text = "\n".join(texts[name] for name in ("argparse.py", "typing.py"))
+    return smollm2[1](text).input_ids
+
+
+@pytest.mark.slow
+def test_smollm2_plans_are_in_the_model_and_pi_moves_perplexity_most(smollm2, stdlib_ids):
+    from ropelab import RopeSpec, make_plan
+    from ropelab.eval.loading import plan_applied
+    from ropelab.eval.perplexity import perplexity
+    from ropelab.hf import model_frequencies
+
+    model = smollm2[0]
+    spec = RopeSpec.from_hf_config(model.config)
+    assert spec == RopeSpec.preset("smollm2-135m")
+    documents = [("argparse.py", stdlib_ids[:2048])]  # one 2k window inside the original 8k window
+
+    def ppl() -> float:
+        return perplexity(model, documents, 2048, protocol="truncated", progress=False).ppl
+
+    base = ppl()
+    assert 1.5 < base < 20, base  # input sanity: a trained code model on Python source
+    moved = {}
+    for method in ("dprope", "pi", "yarn"):
+        plan = make_plan(method, spec, TARGET)
+        with plan_applied(model, plan):
+            np.testing.assert_allclose(model_frequencies(model, TARGET)[0], plan.inv_freq, rtol=2e-6)
+            moved[method] = ppl()
+        print(f"SmolLM2-135M stdlib 2k ppl: base {base:.3f}, {method} {moved[method]:.3f}")
+    shift = {m: abs(np.log(p / base)) for m, p in moved.items()}
+    assert shift["pi"] > shift["dprope"] and shift["pi"] > 0.01
+
+
+@pytest.mark.slow
+def test_smollm2_generates_past_its_window_with_dprope(smollm2, stdlib_ids):
+    from ropelab import RopeSpec, make_plan
+    from ropelab.eval.loading import plan_applied
+    from ropelab.hf import rotary_modules
+
+    model, tokenizer = smollm2
+    plan = make_plan("dprope", RopeSpec.from_hf_config(model.config), TARGET)
+    prompt = torch.tensor([stdlib_ids[:8300]])  # (1, 8300): past the 8192-token window
+    with plan_applied(model, plan), torch.no_grad():
+        start = time.perf_counter()
+        out = model.generate(prompt, max_new_tokens=4, do_sample=False, pad_token_id=tokenizer.eos_token_id)
+        seconds = time.perf_counter() - start
+        used = rotary_modules(model)[0].inv_freq.double().numpy()  # longrope switched to the long factors
+    print(f"SmolLM2-135M dprope: 8300-token prompt + 4 tokens in {seconds:.1f} s: {tokenizer.decode(out[0, -4:])!r}")
+    assert out.shape == (1, 8304) and torch.equal(out[:, :8300], prompt)
+    np.testing.assert_allclose(used, plan.inv_freq, rtol=2e-6)
