@@ -207,3 +207,6 @@ def test_end_to_end_tiny_llama_over_the_fixtures(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert set(out["tasks"]) == {"trec", "lcc"} and out["average"]["8k+"] is None
     assert (tmp_path / "lb.csv").exists() and (tmp_path / "lb.summary.csv").exists()
+    with pytest.warns(UserWarning, match="length 1012 is beyond the model's configured window 512"):
+        evaluate_longbench(model, tok, FIXTURES, tasks=["lcc"], max_length=1000, max_new_tokens=12, limit=1,
+                           progress=False)

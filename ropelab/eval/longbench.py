@@ -205,7 +205,12 @@ def evaluate_longbench(model: Any, tokenizer: Any, folder: str | Path, *, tasks:
 
     tasks = check_tasks(tasks)
     check_folder(folder, tasks)
-    window = int(getattr(model.config, "max_position_embeddings", 4096))
+    from ropelab.eval.passkey import model_window, warn_beyond_window
+
+    window = model_window(model) or 4096
+    if max_length is not None:
+        new_tokens = max(min(max_new_tokens or 10**9, MAX_NEW_TOKENS[t]) for t in tasks)
+        warn_beyond_window(model, [max_length + new_tokens], "LongBench-E prompt + answer")
     rows: list[dict] = []
     per_task: dict[str, dict[str, float]] = {}
     model.eval()

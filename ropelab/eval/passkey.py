@@ -109,7 +109,7 @@ def prefix_cache(model: Any, prefix: Sequence[int]) -> Any:
     """The KV cache (a transformers Cache) of ``prefix``."""
     ids = torch.tensor([list(prefix)], device=model.device)  # (1, T)
     with torch.no_grad():
-        return model(input_ids=ids, use_cache=True).cache
+        return model(input_ids=ids, use_cache=True, logits_to_keep=1).cache  # no (T, V) logits: 3 GB at 16k
 
 
 def greedy_generate(model: Any, ids: Sequence[int], max_new_tokens: int, cache: Any = None,
