@@ -41,11 +41,22 @@ def export_checkpoint(model: Any, tokenizer: Any, plan: RopePlan, out_dir: str |
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         plan.save(tmp / PLAN_FILE)
-        tmp.chmod(0o755)  # mkdtemp makes it private
+        publish_permissions(tmp)
         _replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def publish_permissions(folder: Path) -> None:
+    """Give ``folder`` and its files the usual umask permissions (mkdtemp and the safetensors writer make them
+    private to the owner, which a serving user may not be)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    folder.chmod(0o777 & ~mask)
+    for path in folder.iterdir():
+        if path.is_file():
+            path.chmod(0o666 & ~mask)
 
 
 def _carries(model: Any, plan: RopePlan) -> bool:

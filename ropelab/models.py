@@ -99,13 +99,15 @@ def _smollm2_folder(cache: Path) -> Path:
     folder = cache / f"{SMOLLM2}-fp32"
     if (folder / "config.json").exists() and (folder / "model.safetensors").exists():
         return folder
+    from ropelab.export import publish_permissions
+
     model, tokenizer = load_smollm2_gguf()
     cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{SMOLLM2}-", dir=cache))
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        tmp.chmod(0o755)  # mkdtemp makes it private
+        publish_permissions(tmp)
         try:
             tmp.rename(folder)
         except OSError:  # another process finished first: keep its copy

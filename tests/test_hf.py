@@ -310,3 +310,17 @@ def test_serving_doc_examples_run(tmp_path, monkeypatch, capsys):
     for block in blocks:
         exec(compile(block, "docs/serving.md", "exec"), namespace)
     assert "--hf-overrides '{\"rope_parameters\": {" in capsys.readouterr().out
+
+
+def test_export_files_are_not_private(tmp_path):
+    import os
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        export_checkpoint(random_model("llama", original_length=ORIGINAL), word_tokenizer(),
+                          make_plan("pi", LLAMA_SPEC, TARGET), tmp_path / "out")
+    finally:
+        os.umask(mask)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [tmp_path / "out", *(tmp_path / "out").iterdir()]}
+    assert modes["out"] == 0o755 and modes["model.safetensors"] == 0o644 and set(modes.values()) <= {0o755, 0o644}
