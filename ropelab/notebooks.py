@@ -179,11 +179,13 @@ def write_notebook(path: str | Path, cells: Sequence[tuple[str, str]]) -> Path:
 
 
 def clean_notebook(path: str | Path) -> Path:
-    """Strip outputs, execution counts and run metadata from a notebook file, in place."""
+    """Strip outputs, execution counts, run metadata and papermill's injected cells from a notebook, in place."""
     import nbformat
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
+    papermill_tags = {"injected-parameters", "papermill-error-cell-tag"}
+    nb.cells = [c for c in nb.cells if not papermill_tags & set(c.metadata.get("tags", []))]
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None

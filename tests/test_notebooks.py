@@ -176,6 +176,11 @@ def test_cache_skips_unchanged_notebook_and_reruns_changed(tmp_path, monkeypatch
     out = tmp_path / "out" / "quick" / "01_tiny"
     assert (out / "python.txt").read_text() == sys.executable
     assert read_metrics(out) == {"answer": 42.0}
+    executed = tmp_path / "01_tiny.ipynb"  # the executed copy, cleaned, is the committed notebook again
+    executed.write_bytes((out / "01_tiny.ipynb").read_bytes())
+    assert notebook_problems(executed)
+    assert cli.main(["notebooks", "clean", str(executed)]) == 0 and notebook_problems(executed) == []
+    assert [c.source for c in nbformat.read(executed, 4).cells] == [c.source for c in nbformat.read(path, 4).cells]
     assert [r.status for r in run_notebooks("quick", **kwargs)] == ["cached"]
     assert [r.status for r in run_notebooks("quick", force=True, **kwargs)] == ["ran"]
     write_notebook(path, [("parameters", PARAMS), ("code", WRITE + "\nchanged = True")])

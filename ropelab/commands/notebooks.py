@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from ropelab.notebooks import PROFILES, NotebookFailed, run_notebooks
+from ropelab.notebooks import (
+    NOTEBOOK_DIR,
+    PROFILES,
+    NotebookFailed,
+    clean_notebook,
+    discover,
+    notebook_problems,
+    run_notebooks,
+)
 
 NAME = "notebooks"
 HELP = "Run the notebooks headlessly (papermill) into outputs/<profile>/ and regenerate figures/."
@@ -21,9 +30,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_parser.add_argument("--figures", help="figure folder (default figures/ or $ROPELAB_FIGURES)")
     run_parser.add_argument("--outputs", help="output root (default outputs/)")
     run_parser.add_argument("--notebooks", help="folder of NN_slug.ipynb notebooks (default notebooks/)")
+    clean_parser = sub.add_parser("clean", help="strip outputs and execution counts, then check the convention",
+                                  description="Strip outputs and execution counts from notebooks (all by "
+                                              "default) and report any that break the convention.")
+    clean_parser.add_argument("paths", nargs="*", help="notebooks to clean (default notebooks/NN_*.ipynb)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "clean":
+        return clean(args)
     only = args.only.split(",") if args.only else None
     kwargs = {}
     if args.outputs:
@@ -39,3 +54,16 @@ def run(args: argparse.Namespace) -> int:
         took = f"{r.seconds:.1f} s" if r.status == "ran" else "unchanged"
         print(f"{r.name}: {r.status} ({took}) -> {r.output_dir}")
     return 0
+
+
+def clean(args: argparse.Namespace) -> int:
+    paths = [Path(p) for p in args.paths] or discover(NOTEBOOK_DIR)
+    status = 0
+    for path in paths:
+        if not path.is_file():
+            raise ValueError(f"no notebook at {str(path)!r}")
+        clean_notebook(path)
+        for problem in notebook_problems(path):
+            print(f"{path.name}: {problem}", file=sys.stderr)
+            status = 1
+    return status
