@@ -92,7 +92,7 @@ class StudyConfig:
     passkey: PasskeyMix = field(default_factory=PasskeyMix)  # synthetic passkey documents in training
     eval: EvalConfig = field(default_factory=EvalConfig)
     threads: int = 1  # torch threads (fixed: the same numbers on every run)
-    reference_notebook: str = "06_evaluation"  # notebook whose metrics.json holds the zero-shot SmolLM2 result
+    reference_notebook: str = "06"  # notebook (number or stem) whose metrics.json holds the zero-shot SmolLM2 result
 
     def __post_init__(self) -> None:
         for name in ("scales", "methods", "seeds", "sweep_seeds", "nhat_sweep", "bins_sweep", "metric_sweep"):
@@ -284,7 +284,10 @@ def evaluate_model(model_dir: str | Path, cfg: StudyConfig, window: int, out_dir
     if path.is_file():
         return json.loads(path.read_text())
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="sdpa").eval()
+    gpu = torch.cuda.is_available()
+    dtype = torch.bfloat16 if gpu and cfg.finetune.mixed_precision == "bf16" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, attn_implementation="sdpa",
+                                                 device_map="cuda" if gpu else None).eval()
     segments = heldout_segments(cfg, tokenizer, window)
     result: dict[str, Any] = {"ppl": {}, "passkey": {}, "segments": len(segments)}
     with warnings.catch_warnings():
@@ -302,6 +305,20 @@ def evaluate_model(model_dir: str | Path, cfg: StudyConfig, window: int, out_dir
     return result
 
 
+def band_ppl(ppl: Mapping[str, float]) -> dict[str, float]:
+    """Perplexity of the positions between consecutive lengths, from truncated ppl on the same segments.
+
+    The truncated protocol scores tokens 1..n-1 of each segment, so the positions ``prev .. n-1`` have mean NLL
+    ``((n-1) ln ppl_n - (prev-1) ln ppl_prev) / (n - prev)``. ``band_{n}`` is its exp: where a model breaks.
+    """
+    lengths = sorted(int(n) for n in ppl)
+    out = {}
+    for prev, n in zip(lengths, lengths[1:]):
+        nll = ((n - 1) * math.log(ppl[str(n)]) - (prev - 1) * math.log(ppl[str(prev)])) / (n - prev)
+        out[str(n)] = math.exp(nll)
+    return out
+
+
 def run_row(variant: Variant | None, seed: int | None, plan, evaluation: Mapping[str, Any], window: int,
             base_eval: Mapping[str, Any], train_loss: float | None = None) -> dict[str, Any]:
     """One flat result row: identity, plan numbers, ppl per length, retention, passkey per length."""
@@ -314,6 +331,8 @@ def run_row(variant: Variant | None, seed: int | None, plan, evaluation: Mapping
     }
     for n, value in evaluation["ppl"].items():
         row[f"ppl_{n}"] = value
+    for n, value in band_ppl(evaluation["ppl"]).items():
+        row[f"band_{n}"] = value
     for n in (window // 2, window):
         if str(n) in evaluation["ppl"]:
             row[f"retention_{n}"] = evaluation["ppl"][str(n)] / base_eval["ppl"][str(n)]
@@ -480,10 +499,10 @@ def reference_metrics(profile_dir: str | Path, notebook: str, pattern: str = r"p
     """Numbers of another notebook's metrics.json (keys matching ``pattern``), or {} when it has not run."""
     import re
 
-    path = Path(profile_dir) / notebook / "metrics.json"
-    if not path.is_file():
+    found = sorted(Path(profile_dir).glob(f"{notebook}*/metrics.json"))
+    if not found:
         return {}
-    data = json.loads(path.read_text())
+    data = json.loads(found[0].read_text())
     return {k: v for k, v in sorted(data.items()) if re.search(pattern, k)}
 
 
@@ -493,11 +512,11 @@ def study_metrics(result: Mapping[str, Any], cfg: StudyConfig) -> dict[str, Any]
     metrics = table_metrics(window, cfg)
     out: dict[str, Any] = {"window": window, "runs": len(rows), "runs_trained": result["trained"],
                            "runs_reused": result["reused"]}
-    inside = [base[f"ppl_{n}"] for n in (window // 2, window)]
-    past = [base[f"ppl_{n}"] for n in eval_lengths(cfg, window) if n > window]
-    out["pretrained"] = {k: v for k, v in base.items() if k.startswith(("ppl_", "passkey"))}
-    out["check.pretrained_ppl_inside"] = max(inside)
-    out["check.pretrained_ppl_past"] = min(past) if past else float("nan")
+    out["pretrained"] = {k: v for k, v in base.items() if k.startswith(("ppl_", "band_", "passkey"))}
+    # positions L/2..L-1 (inside the window) against the worst band of positions past L, same segments
+    out["check.pretrained_ppl_inside"] = base.get(f"band_{window}", float("nan"))
+    out["check.pretrained_ppl_past"] = max((base[f"band_{n}"] for n in eval_lengths(cfg, window) if n > window),
+                                           default=float("nan"))
     out["check.pretrained_break_ratio"] = out["check.pretrained_ppl_past"] / out["check.pretrained_ppl_inside"]
     expected = {(label, s) for label in cfg.methods for s in cfg.scales
                 if label != "dprope_paper" or s in cfg.paper_nhat_ratio}
