@@ -5,9 +5,9 @@ import time
 import numpy as np
 import pytest
 import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM
 
-from ropelab.models import SMOLLM2, cache_folder, load_model, load_smollm2_gguf, smollm2_gguf_path
+from ropelab.models import SMOLLM2, cache_folder, load_model, load_smollm2_gguf, word_tokenizer
 
 
 def test_cache_folder_follows_environment(monkeypatch, tmp_path):
@@ -37,9 +37,7 @@ def test_local_folder_loads_in_eval_mode_with_sdpa(tmp_path):
     config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                          num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128)
     LlamaForCausalLM(config).save_pretrained(tmp_path)
-    AutoTokenizer.from_pretrained(smollm2_gguf_path().parent, gguf_file=smollm2_gguf_path().name).save_pretrained(
-        tmp_path
-    )
+    word_tokenizer().save_pretrained(tmp_path)
     model, tokenizer = load_model(tmp_path, dtype=torch.float64)
     assert not model.training
     assert model.config._attn_implementation == "sdpa"
