@@ -132,9 +132,10 @@ def random_model(family: str = "llama", *, original_length: int = 64, seed: int 
 
     if family not in RANDOM_FAMILIES:
         raise ValueError(f"unknown family {family!r}; allowed: {', '.join(RANDOM_FAMILIES)}")
-    common = dict(vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=2, head_dim=16, max_position_embeddings=original_length, pad_token_id=0,
-                  bos_token_id=1, eos_token_id=2, tie_word_embeddings=False)
+    common = {"vocab_size": 128, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+              "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+              "max_position_embeddings": original_length, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2,
+              "tie_word_embeddings": False}
     config_class, extra = {
         "llama": ("LlamaConfig", {}),
         "mistral": ("MistralConfig", {"sliding_window": None}),

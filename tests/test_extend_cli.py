@@ -1,7 +1,6 @@
 """``ropelab extend`` end to end on a tiny model folder."""
 
 import hashlib
-import json
 
 import numpy as np
 import pytest

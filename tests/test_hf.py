@@ -19,8 +19,15 @@ from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 from ropelab import METHODS, RopeSpec, make_plan
 from ropelab.export import PLAN_FILE, export_checkpoint
-from ropelab.hf import (apply_plan, gguf_rope_metadata, gguf_rope_tensors, model_frequencies, rope_parameters,
-                        rotary_modules, vllm_hf_overrides)
+from ropelab.hf import (
+    apply_plan,
+    gguf_rope_metadata,
+    gguf_rope_tensors,
+    model_frequencies,
+    rope_parameters,
+    rotary_modules,
+    vllm_hf_overrides,
+)
 from ropelab.models import random_model, word_tokenizer
 from ropelab.plan import RopePlan
 
@@ -79,12 +86,12 @@ def export_and_reload(root) -> dict:
             with torch.no_grad():
                 logits = model(ids).logits  # (1, T, V)
             inv_freq = rotary_modules(model)[0].inv_freq.double().numpy()  # after a TARGET-token forward
-            records[family, method] = dict(plan=plan, folder=str(folder), logits=logits.numpy(), inv_freq=inv_freq,
-                                           base_logits=base_logits.numpy())
+            records[family, method] = {"plan": plan, "folder": str(folder), "logits": logits.numpy(),
+                                       "inv_freq": inv_freq, "base_logits": base_logits.numpy()}
     proc = subprocess.run(
         [sys.executable, "-c", RELOAD, json.dumps([r["folder"] for r in records.values()]),
          json.dumps(ids.tolist())],
-        capture_output=True, text=True, timeout=600,
+        check=False, capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     reloaded = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -307,12 +314,12 @@ def test_serving_doc_examples_run(tmp_path, monkeypatch, capsys):
     from pathlib import Path
 
     doc = (Path(__file__).resolve().parents[1] / "docs" / "serving.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", doc, flags=re.S)
+    blocks = re.findall(r"```python\n(.*?)```", doc, flags=re.DOTALL)
     assert len(blocks) == 2  # input sanity: the vLLM and the GGUF examples
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
     for block in blocks:
-        exec(compile(block, "docs/serving.md", "exec"), namespace)
+        exec(compile(block, "docs/serving.md", "exec"), namespace)  # noqa: S102 -- our own documentation
     assert "--hf-overrides '{\"rope_parameters\": {" in capsys.readouterr().out
 
 
