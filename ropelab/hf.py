@@ -1,14 +1,18 @@
-"""Put a RopePlan into a Hugging Face transformers model, in a form stock transformers reloads.
+"""Put a RopePlan into a Hugging Face transformers model, in a form stock transformers reloads; serve it elsewhere.
 
 The plan is written into ``config.rope_parameters`` in a native transformers RoPE type; the model's rotary
 embedding is then rebuilt *by transformers itself* from that config, so the frequencies in memory are exactly
-those a fresh ``from_pretrained`` computes, with no ropelab import needed at load time.
+those a fresh ``from_pretrained`` computes, with no ropelab import needed at load time. ``apply_plan`` then checks
+the frequencies transformers uses at the target length against ``plan.inv_freq``.
 
 Mapping (transformers v5 ``ROPE_INIT_FUNCTIONS``):
     pi -> linear; yarn -> yarn; dynamic_ntk -> dynamic; llama3 -> llama3; ntk -> default with the new base;
     none -> default; dprope, longrope -> longrope with short_factor = long_factor = factors and an explicit
-    attention_factor (1 for DPRoPE: no temperature), which vLLM and llama.cpp read too. Model classes that accept
-    only default/longrope (Phi-3) get pi, yarn and llama3 as longrope with their per-pair factors: same frequencies.
+    attention_factor (1 for DPRoPE: no temperature). Model classes that accept only default/longrope (Phi-3)
+    get pi, yarn and llama3 as longrope with their per-pair factors: the same frequencies.
+
+Serving (docs/serving.md): ``vllm_hf_overrides`` (vLLM's longrope reads short/long_mscale, not
+attention_factor) and ``gguf_rope_tensors`` / ``gguf_rope_metadata`` (llama.cpp's per-pair factor tensors).
 """
 
 from __future__ import annotations
