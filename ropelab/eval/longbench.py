@@ -144,12 +144,13 @@ def read_task(folder: str | Path, task: str, limit: int | None = None) -> list[S
 
 def check_folder(folder: str | Path, tasks: Sequence[str]) -> None:
     """Raise FileNotFoundError naming the folder and the expected file names when any task file is absent."""
-    missing = [task_file(folder, t).name for t in tasks if not task_file(folder, t).is_file()]
-    if not Path(folder).is_dir() or missing:
+    source = "the *_e.jsonl files of data.zip of THUDM/LongBench"
+    if not Path(folder).is_dir():
         expected = ", ".join(task_file(folder, t).name for t in tasks)
-        raise FileNotFoundError(
-            f"LongBench-E folder {str(folder)!r} lacks {', '.join(missing) or 'everything'}: expected {expected} "
-            "(the *_e.jsonl files of data.zip of THUDM/LongBench)")
+        raise FileNotFoundError(f"LongBench-E folder {str(folder)!r} does not exist; it should hold {expected} ({source})")
+    missing = [task_file(folder, t).name for t in tasks if not task_file(folder, t).is_file()]
+    if missing:
+        raise FileNotFoundError(f"LongBench-E folder {str(folder)!r} lacks {', '.join(missing)} ({source})")
 
 
 def build_prompt(sample: Sample, task: str, tokenizer: Any, max_length: int) -> list[int]:
