@@ -10,8 +10,17 @@ import pytest
 from test_perplexity import tiny_lm
 
 from ropelab import data
-from ropelab.data import (SPLITS, document_tokens, encode, load_documents, packed_sequences, split_manifest,
-                          split_of, tokenizer_fingerprint, write_split_manifest)
+from ropelab.data import (
+    SPLITS,
+    document_tokens,
+    encode,
+    load_documents,
+    packed_sequences,
+    split_manifest,
+    split_of,
+    tokenizer_fingerprint,
+    write_split_manifest,
+)
 
 
 @pytest.fixture
@@ -38,7 +47,7 @@ def test_builtin_corpora_are_sorted_and_split_into_a_partition(corpus, n_docs):
     if n_docs is not None:
         assert len(ids) == n_docs
     parts = {s: [d.doc_id for d in load_documents(corpus, s)] for s in SPLITS}
-    assert sorted(sum(parts.values(), [])) == ids and all(parts.values())
+    assert sorted(i for part in parts.values() for i in part) == ids and all(parts.values())
     assert split_manifest(corpus)["splits"] == parts
     assert load_documents(corpus, "test", max_docs=2) == load_documents(corpus, "test")[:2]
 

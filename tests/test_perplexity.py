@@ -23,7 +23,7 @@ from ropelab.methods import make_plan
 from ropelab.models import random_model
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_lm(window: int = 256):
     """(model, tokenizer): random 2-layer Llama (initializer_range 0.2: far from uniform) and a byte-level BPE."""
     _, tokenizer = tiny_llama()
@@ -31,7 +31,7 @@ def tiny_lm(window: int = 256):
     return model, tokenizer
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def essay_tokens(n_docs: int = 2) -> tuple[tuple[str, np.ndarray], ...]:
     """Token ids of the first Paul Graham essays of the test split (real text)."""
     _, tokenizer = tiny_lm()
@@ -52,7 +52,7 @@ def test_sliding_windows_score_every_token_once_with_bounded_context(n, length, 
         assert (scored[1:] == 1).all()  # each token once, the first has no context
     else:  # stride == length: disjoint windows, as the guide's loop: a window's first token goes unscored
         assert set(np.flatnonzero(scored == 0)) == {w.begin for w in ws}
-    assert windows(n - 1, n, "sliding", stride if stride <= n else n) == []  # too short: no window
+    assert windows(n - 1, n, "sliding", min(stride, n)) == []  # too short: no window
     assert windows(n, length, "truncated") == [type(ws[0])(0, 0, length, 1)]
 
 
@@ -155,3 +155,17 @@ def test_smollm2_retention_pi_hurts_more_than_dprope_inside_the_window():
     ratio = {r["method"]: r["ratio"] for r in rows}
     assert 3 < rows[0]["ppl"] < 80, rows[0]
     assert ratio["pi"] > ratio["dprope"] > 1.0, ratio
+
+
+def test_plots_draw_one_series_per_method(tmp_path):
+    from ropelab.figures import save_figure
+    from ropelab.plots.eval import ppl_vs_length, retention_bars
+
+    rows = [{"method": m, "length": n, "ppl": p, "ratio": p / 10} for m, base in (("none", 10), ("pi", 12), ("dprope", 11))
+            for n, p in ((512, base), (1024, base * 0.9), (16384, math.nan if m == "none" else base * 1.5))]
+    fig = ppl_vs_length(rows, window=8192)
+    lines = [line for line in fig.axes[0].get_lines() if line.get_label() in ("none", "pi", "dprope")]
+    assert [len(line.get_xdata()) for line in lines] == [2, 3, 3]  # NaN points are left out
+    bars = retention_bars([r for r in rows if r["length"] <= 1024])
+    assert len(bars.axes[0].patches) == 4  # pi and dprope at two lengths; none is the reference line
+    assert save_figure(bars, "06_test", data=rows, directory=tmp_path).exists()

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ropelab.eval.loading import model_spec, plan_applied
 from ropelab.eval.perplexity import DEFAULT_STRIDE, perplexity

@@ -1,0 +1,70 @@
+"""Perplexity figures: perplexity against context length per method, and short-context retention per method."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from ropelab.figures import COLUMN_WIDTH, method_color, use_style
+
+
+def ppl_vs_length(rows: Sequence[Mapping], window: int | None = None, title: str = ""):
+    """Perplexity (log scale) against context length (log2), one line per ``method``.
+
+    Args:
+        rows: result rows with ``method``, ``length`` and ``ppl`` (:meth:`PerplexityResult.row`); NaN is skipped.
+        window: the pre-training window L, drawn as a dashed vertical line.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullLocator
+
+    use_style()
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, COLUMN_WIDTH * 0.72))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    for method in methods:
+        points = sorted((int(r["length"]), float(r["ppl"])) for r in rows
+                        if r["method"] == method and math.isfinite(float(r["ppl"])))
+        if points:
+            ax.plot(*zip(*points), marker="o", color=method_color(method), label=method)
+    if window is not None:
+        ax.axvline(window, color="black", linewidth=0.8, linestyle="--")
+        ax.text(window, 1.0, " L", transform=ax.get_xaxis_transform(), va="top", fontsize=7)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    lengths = sorted({int(r["length"]) for r in rows})
+    ax.set_xticks(lengths, [f"{n / 1024:g}k" if n % 256 == 0 else str(n) for n in lengths])
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("context length (tokens)")
+    ax.set_ylabel("perplexity")
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    return fig
+
+
+def retention_bars(rows: Sequence[Mapping], title: str = ""):
+    """``ratio = ppl / ppl_original`` per method (bars) at each length inside the window; 1 = unchanged."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    use_style()
+    lengths = sorted({int(r["length"]) for r in rows})
+    methods = [m for m in dict.fromkeys(r["method"] for r in rows) if m != "none"]
+    ratio = {(r["method"], int(r["length"])): float(r["ratio"]) for r in rows}
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, COLUMN_WIDTH * 0.72))
+    width = 0.8 / max(len(methods), 1)
+    x = np.arange(len(lengths))
+    for i, method in enumerate(methods):
+        values = [ratio.get((method, n), math.nan) for n in lengths]
+        ax.bar(x + (i - (len(methods) - 1) / 2) * width, values, width, color=method_color(method), label=method)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_xticks(x, [f"{n / 1024:g}k" if n % 256 == 0 else str(n) for n in lengths])
+    ax.set_xlabel("context length inside the window (tokens)")
+    ax.set_ylabel("ppl / ppl of the original model")
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    return fig
