@@ -227,9 +227,52 @@ def run_recipe(cfg: StudyConfig, variant: Variant, plan, corpus: str, base_dir: 
     steps = cfg.steps_per_scale.get(variant.scale, cfg.finetune.steps)
     data = dataclasses.replace(cfg.finetune.data, corpus=corpus, split="train",
                                max_docs=None if corpus != cfg.corpus else cfg.max_docs)
+    # method + target_length + method_options rebuild exactly ``plan`` (make_plan), so the same recipe run by
+    # ``accelerate launch -m ropelab.train --config <run>/study_recipe.yaml`` has the same hash and is reused here
     return dataclasses.replace(cfg.finetune, model=str(base_dir), method=plan.method,
-                               target_length=plan.target_length, method_options={}, plan=None,
+                               target_length=plan.target_length, method_options=dict(variant.options), plan=None,
                                data=DataConfig(**to_dict(data)), steps=steps, seed=int(seed))
+
+
+def launch_commands(cfg: StudyConfig, root: str | Path | None = None,
+                    accelerate_config: str = "configs/accelerate/deepspeed-zero3.yaml") -> list[str]:
+    """One ``accelerate launch`` line per (variant, seed), each with its recipe written to ``<run>/study_recipe.yaml``.
+
+    For GPU clusters: run the lines (in any order, on any nodes sharing the cache), then run notebook 07 (or
+    :func:`run_study`) with the same profile: it finds the finished runs by their hash and only evaluates them.
+    """
+    from ropelab.config import save_config
+    from ropelab.spec import RopeSpec
+    from ropelab.train import config_hash
+
+    root = study_root(cfg, root)
+    base_dir, corpus = Path(cfg.base_model), cfg.corpus
+    if cfg.base_model == "tiny":
+        raise ValueError("launch_commands is for a real base_model (a HF folder); the tiny study runs in-process")
+    spec = RopeSpec.from_hf_config(base_dir / "config.json")
+    lines = []
+    for variant in variants(cfg, spec):
+        for seed in cfg.seeds if variant.group == "main" else cfg.sweep_seeds:
+            plan = variant.plan(spec)
+            recipe = run_recipe(cfg, variant, plan, corpus, base_dir, seed)
+            run_dir = root / "runs" / f"{variant.label}-x{variant.scale}-seed{seed}-{config_hash(recipe, plan)}"
+            save_config(dataclasses.replace(recipe, output_dir=str(run_dir)), run_dir / "study_recipe.yaml")
+            lines.append(f"accelerate launch --config_file {accelerate_config} -m ropelab.train "
+                         f"--config {run_dir / 'study_recipe.yaml'} --output-dir {run_dir}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m ropelab.study commands --profile gpu [--accelerate-config X]``: print the launch lines."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m ropelab.study", description=main.__doc__)
+    parser.add_argument("what", choices=["commands"])
+    parser.add_argument("--profile", default="gpu", help="configs/study/<profile>.yaml or a YAML path")
+    parser.add_argument("--accelerate-config", default="configs/accelerate/deepspeed-zero3.yaml")
+    args = parser.parse_args(argv)
+    print("\n".join(launch_commands(load_study_config(args.profile), accelerate_config=args.accelerate_config)))
+    return 0
 
 
 def finetune_run(cfg: StudyConfig, variant: Variant, seed: int, base_dir: Path, corpus: str, root: Path,
@@ -556,3 +599,7 @@ def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{key}"] = value
     return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -171,3 +171,28 @@ def test_mini_study_end_to_end_and_cached(tmp_path, torch_settings):
     metrics = study_metrics(third, load_study_config(MINI, {"methods": ["none", "pi", "dprope"]}))
     assert metrics["check.main_rows_finite"] == metrics["check.main_rows_expected"] == 3
     assert "paired.dprope_vs_pi.x2.wins" in metrics and math.isfinite(metrics["check.pretrained_break_ratio"])
+
+
+def test_gpu_launch_commands_match_the_study_runs(tmp_path):
+    """Each accelerate line's recipe rebuilds exactly the study's plan and hash, so notebook 07 reuses the run."""
+    import json
+
+    from ropelab.config import load_config
+    from ropelab.study import launch_commands
+    from ropelab.train import TrainConfig, config_hash, make_run_plan
+
+    model = tmp_path / "llama"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({
+        "model_type": "llama", "rope_theta": 10000.0, "head_dim": 128, "hidden_size": 4096,
+        "num_attention_heads": 32, "max_position_embeddings": 4096}))
+    cfg = load_study_config("gpu", {"base_model": str(model), "corpus": f"text:{model}"})
+    lines = launch_commands(cfg, root=tmp_path / "study")
+    assert len(lines) == 12 + 4 + 3 + 3
+    line = next(x for x in lines if "/dprope_paper-x2-seed0-" in x)
+    recipe_path = line.split("--config ")[1].split()[0]
+    recipe = load_config(TrainConfig, recipe_path)
+    plan = make_run_plan(recipe)
+    assert plan.n_interpolated_dims == 80 and plan.target_length == 8192
+    assert recipe.steps == 1000 and recipe.global_batch == 64
+    assert recipe_path.split("/")[-2].endswith(config_hash(recipe, plan))
