@@ -157,6 +157,7 @@ def window_report(model_dir: str | Path, window: int, corpus: str = "shakespeare
 
     ``ppl[n]`` is exp(mean loss of positions 1..n-1) on rows starting at position 0: the perplexity of a sequence
     of n tokens (causal attention makes the first n positions of a longer row identical to a row of n).
+    ``band_ppl[n]`` is the same over positions n/2 .. n-1 only: how good the model is *at* those positions.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -168,4 +169,5 @@ def window_report(model_dir: str | Path, window: int, corpus: str = "shakespeare
     losses = position_losses(model.eval(), rows, progress=progress).numpy()  # (mult*L - 1,)
     lengths = [window // 2] + [k * window for k in range(1, multiples + 1) if k in (1, 2, 4, 8)]
     ppl = {n: float(math.exp(losses[: n - 1].mean())) for n in lengths if n - 1 <= len(losses)}
-    return {"position_loss": losses, "ppl": ppl, "window": window, "rows": int(len(rows))}
+    band = {n: float(math.exp(losses[n // 2 - 1: n - 1].mean())) for n in lengths if n - 1 <= len(losses)}
+    return {"position_loss": losses, "ppl": ppl, "band_ppl": band, "window": window, "rows": int(len(rows))}

@@ -59,4 +59,7 @@ def test_pretrain_learns_is_cached_and_reports_per_position_loss(tmp_path):
     report = window_report(model_dir, 32, corpus="stdlib", multiples=4, max_blocks=4)
     assert report["position_loss"].shape == (127,)
     assert set(report["ppl"]) == {16, 32, 64, 128} and all(math.isfinite(v) for v in report["ppl"].values())
+    losses = report["position_loss"]
+    assert math.isclose(report["ppl"][64], math.exp(losses[:63].mean()), rel_tol=1e-9)
+    assert math.isclose(report["band_ppl"][128], math.exp(losses[63:127].mean()), rel_tol=1e-9)
     assert report["rows"] == 4 and report["window"] == 32

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="TrainConfig YAML (configs/train/*.yaml)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, YAML value, dotted keys (e.g. --set steps=10 --set data.max_docs=3)")
-    parser.add_argument("--model", dest="train_model", help="override `model` (HF folder, hub id or tiny:<profile>)")
+    parser.add_argument("--model", dest="train_model", metavar="MODEL", help="override `model` (HF folder, hub id or tiny:<profile>)")
     parser.add_argument("--plan", help="a plan JSON (ropelab plan --out); replaces --method/--target-length")
     parser.add_argument("--output-dir", help="run folder (default: the config's output_dir)")
     parser.add_argument("--seed", type=int, help="override `seed`")
@@ -64,7 +64,11 @@ def run(args: argparse.Namespace) -> int:
     from ropelab.config import load_config
     from ropelab.train import TrainConfig, finetune, validate
 
-    cfg = load_config(TrainConfig, args.config, overrides_from_args(args))
+    overrides = overrides_from_args(args)
+    if args.method is not None and "method_options" not in overrides:
+        if load_config(TrainConfig, args.config).method != args.method:
+            overrides["method_options"] = {}  # the config's options belong to the config's method
+    cfg = load_config(TrainConfig, args.config, overrides)
     validate(cfg, PartialState().num_processes)  # every check before any work
     run_dir = finetune(cfg=cfg, resume=args.resume, stop_after_steps=args.stop_after_steps, force=args.force)
     if PartialState().is_main_process:

@@ -39,7 +39,6 @@ def plot_position_loss(rows: Rows, window: int, marks: Sequence[int] = ()) -> pl
     ax.text(window, ax.get_ylim()[1], " L", va="top", ha="left", fontsize="small", color="0.3")
     for mark in marks:
         ax.axvline(mark, color="0.6", ls=":", lw=0.8)
-    ax.set_xscale("log", base=2)
     ax.set_xlabel("position")
     ax.set_ylabel("next-token loss (nats)")
     ax.legend(fontsize="x-small", frameon=False)
