@@ -45,7 +45,7 @@ def rope_parameters(plan: RopePlan, native: bool = True) -> dict[str, Any]:
     elif plan.method == "ntk":
         params.update(rope_type="default", rope_theta=float(plan.details["base"]))
     elif plan.method == "dynamic_ntk":
-        params.update(rope_type="dynamic", factor=float(opts.get("factor") or plan.scale))
+        params.update(rope_type="dynamic", factor=float(plan.details["factor"]))
     elif native and plan.method == "pi":
         params.update(rope_type="linear", factor=float(plan.factors[0]))
     elif native and plan.method == "yarn":

@@ -93,13 +93,18 @@ def ntk(spec: RopeSpec, target_length: int, scoring: Scoring, factor: float | No
     return _from_base(spec, spec.theta * s ** (d / (d - 2)), scoring)
 
 
-def dynamic_ntk(spec: RopeSpec, target_length: int, scoring: Scoring, factor: float | None = None,
+def dynamic_ntk(spec: RopeSpec, target_length: int, scoring: Scoring, factor: float = 1.0,
                 length: int | None = None) -> Extension:
-    """Dynamic NTK evaluated at ``length`` (default L'): base' = base * (f*n/L - (f-1))^(d/(d-2)), as transformers."""
+    """Dynamic NTK at sequence length ``length`` (default L'): base' = base * (f*n/L - (f-1))^(d/(d-2)), as
+    transformers computes it. The default f = 1 makes it static NTK with s = n/L at every length n > L; a larger
+    ``factor`` over-scales (f = s at n = L' gives base * (s^2 - s + 1)^(d/(d-2))).
+    """
     f = _factor(factor, target_length, spec)
     n = max(check_positive_int("length", length or target_length), spec.original_length)
     d = spec.rotary_dim
-    return _from_base(spec, spec.theta * (f * n / spec.original_length - (f - 1)) ** (d / (d - 2)), scoring)
+    new_base = spec.theta * (f * n / spec.original_length - (f - 1)) ** (d / (d - 2))
+    ext = _from_base(spec, new_base, scoring)
+    return Extension(ext.factors, details={"base": new_base, "factor": f, "length": n})
 
 
 def yarn(spec: RopeSpec, target_length: int, scoring: Scoring, factor: float | None = None,

@@ -103,6 +103,14 @@ def test_ntk_changes_base_and_keeps_the_fastest_pair():
     assert plan.factors[21] == pytest.approx(2 ** (42 / 126))
 
 
+def test_dynamic_ntk_at_target_is_static_ntk():
+    np.testing.assert_allclose(make_plan("dynamic_ntk", LLAMA2, 16384).inv_freq, make_plan("ntk", LLAMA2, 16384).inv_freq,
+                               rtol=1e-12)
+    # at a shorter length it extends less
+    short = make_plan("dynamic_ntk", LLAMA2, 16384, length=8192)
+    np.testing.assert_allclose(short.inv_freq, make_plan("ntk", LLAMA2, 8192).inv_freq, rtol=1e-12)
+
+
 # --- against transformers' own ROPE_INIT_FUNCTIONS -----------------------------------------------------------
 
 SPECS = [RopeSpec.preset("llama2-7b"), RopeSpec.preset("llama3-8b"), RopeSpec.preset("smollm2-135m"),
@@ -110,7 +118,8 @@ SPECS = [RopeSpec.preset("llama2-7b"), RopeSpec.preset("llama3-8b"), RopeSpec.pr
 OPTIONS = {
     "pi": {}, "yarn": {}, "yarn:betas": {"beta_fast": 16.0, "beta_slow": 2.0}, "llama3": {},
     "llama3:factor": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0},
-    "dynamic_ntk": {}, "dynamic_ntk:len": {"length": 3 * 4096}, "dprope": {}, "ntk": {},
+    "dynamic_ntk": {}, "dynamic_ntk:len": {"length": 3 * 4096}, "dynamic_ntk:factor": {"factor": 2.0},
+    "dprope": {}, "ntk": {},
 }
 
 
