@@ -553,8 +553,7 @@ def study_metrics(result: Mapping[str, Any], cfg: StudyConfig) -> dict[str, Any]
     """Every number of the study as a flat dict for metrics.json (see the notebook for the key names)."""
     rows, base, window = result["rows"], result["base"], result["window"]
     metrics = table_metrics(window, cfg)
-    out: dict[str, Any] = {"window": window, "runs": len(rows), "runs_trained": result["trained"],
-                           "runs_reused": result["reused"]}
+    out: dict[str, Any] = {"window": window, "runs": len(rows)}  # not how many were cached: same file either way
     out["pretrained"] = {k: v for k, v in base.items() if k.startswith(("ppl_", "band_", "passkey"))}
     # positions L/2..L-1 (inside the window) against the worst band of positions past L, same segments
     out["check.pretrained_ppl_inside"] = base.get(f"band_{window}", float("nan"))
