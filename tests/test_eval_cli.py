@@ -7,7 +7,6 @@ import csv
 import json
 
 import pytest
-from test_passkey import one_torch_thread  # noqa: F401 (autouse fixture)
 from test_perplexity import tiny_lm
 
 from ropelab.cli import main

@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 
 import pytest
-from test_passkey import one_torch_thread, tiny_llama  # noqa: F401 (autouse fixture)
+from test_passkey import tiny_llama
 
 from ropelab.eval import longbench
 from ropelab.eval.longbench import PROMPTS, TASKS, Sample, build_prompt, check_folder, evaluate_longbench, read_task

@@ -6,7 +6,7 @@ import argparse
 import importlib.metadata
 
 import pytest
-from test_passkey import one_torch_thread, tiny_llama  # noqa: F401 (autouse fixture)
+from test_passkey import tiny_llama
 
 from ropelab.eval import niah
 from ropelab.eval.niah import NEEDLE, PROMPT_TAIL, HaystackPrompter, essay_files, evaluate_niah, is_correct

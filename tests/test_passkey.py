@@ -1,7 +1,7 @@
 """Passkey retrieval: prompt wording and length, fixed keys, prefix reuse == full run, the grid, CSV, heat-map, CLI.
 
-``tiny_llama`` (a random 2-layer Llama and a byte-level BPE tokenizer trained here in milliseconds) and the
-``one_torch_thread`` fixture are shared by test_niah.py and test_longbench.py.
+``tiny_llama`` (a random 2-layer Llama and a byte-level BPE tokenizer trained here in milliseconds) is shared
+by test_niah.py and test_longbench.py (one thread per test process: tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -28,15 +28,6 @@ from ropelab.eval.passkey import (
 TRAIN_TEXT = [TASK, FILLER, KEY_LINE.format(key=12345), QUESTION,
               "The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny day.",
               "def add(a, b):\n    return a + b  # code\n", "0123456789 Paragraph 12. Answer: Summary: Question:"]
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run ~30x faster on one thread than on two when the 2-core machine is busy (measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @functools.cache

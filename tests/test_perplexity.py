@@ -13,7 +13,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from test_passkey import one_torch_thread, tiny_llama  # noqa: F401 (autouse fixture)
+from test_passkey import tiny_llama
 
 from ropelab.data import encode, load_documents
 from ropelab.eval.loading import model_spec, plan_applied
