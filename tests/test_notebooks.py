@@ -77,7 +77,20 @@ def check_04(m: dict) -> None:
     assert 0 < m["presets.smollm2-135m.x2.n_interpolated_dims"] <= 64
 
 
-CHECKS = {"01": check_01, "02": check_02, "03": check_03, "04": check_04}
+def check_05(m: dict) -> None:
+    # the tiny model is worse past its window L than inside it (weakly so in the quick profile: measured +4.5%)
+    assert m["base_band_ratio_4L_over_L"] > 1.02
+    for method in ("none", "pi", "ntk", "yarn", "dprope"):
+        assert math.isfinite(m[f"{method}.final_loss"]) and m[f"{method}.final_loss"] > 0
+
+
+def check_07(m: dict) -> None:
+    # issue 6: every (method, scale) row present and finite; the pre-trained model clearly worse past L
+    assert m["check.main_rows_finite"] == m["check.main_rows_expected"] >= 12
+    assert m["check.pretrained_break_ratio"] > 1.05
+
+
+CHECKS = {"01": check_01, "02": check_02, "03": check_03, "04": check_04, "05": check_05, "07": check_07}
 
 
 def test_the_four_core_notebooks_exist():
