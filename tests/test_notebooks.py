@@ -84,13 +84,22 @@ def check_05(m: dict) -> None:
         assert math.isfinite(m[f"{method}.final_loss"]) and m[f"{method}.final_loss"] > 0
 
 
+def check_06(m: dict) -> None:
+    # SmolLM2-135M zero-shot inside its window: PI disturbs it most, YaRN least, the unchanged model not at all
+    assert m["retention.none.256"] == 1
+    assert m["retention.pi.256"] > m["retention.dprope.256"] > 1
+    assert m["retention.yarn.256"] < m["retention.pi.256"]
+    assert 3 < m["ppl.none.256"] < 80
+    assert m["passkey.none.accuracy"] >= 0.5
+
+
 def check_07(m: dict) -> None:
     # issue 6: every (method, scale) row present and finite; the pre-trained model clearly worse past L
     assert m["check.main_rows_finite"] == m["check.main_rows_expected"] >= 12
     assert m["check.pretrained_break_ratio"] > 1.05
 
 
-CHECKS = {"01": check_01, "02": check_02, "03": check_03, "04": check_04, "05": check_05, "07": check_07}
+CHECKS = {"01": check_01, "02": check_02, "03": check_03, "04": check_04, "05": check_05, "06": check_06, "07": check_07}
 
 
 def test_the_four_core_notebooks_exist():
