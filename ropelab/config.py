@@ -82,6 +82,17 @@ def save_config(obj: Any, path: str | Path) -> Path:
     return path
 
 
+def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings to one level with dotted keys (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``), as overrides use."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def _dataclass_in(hint: Any) -> type | None:
     if dataclasses.is_dataclass(hint):
         return hint

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from ropelab import figures as _figures
+from ropelab.config import flatten
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = PACKAGE_DIR.parent
@@ -101,7 +102,7 @@ def write_metrics(metrics: Mapping[str, Any], output_dir: str | Path,
     Nested mappings are flattened with dots (``{"table3": {"pi_8k": 24.1}}`` -> ``"table3.pi_8k"``). A value
     that is not a finite real number raises ValueError naming its key.
     """
-    flat = {key: _finite(key, value) for key, value in _flatten(metrics)}
+    flat = {key: _finite(key, value) for key, value in flatten(metrics).items()}
     out = output_path(output_dir)
     path = out / "metrics.json"
     path.write_text(json.dumps(flat, indent=1, sort_keys=True) + "\n")
@@ -125,14 +126,6 @@ def show_figure(fig: Any, name: str, data: Any = None) -> Path:
 
 def read_metrics(output_dir: str | Path) -> dict[str, float]:
     return json.loads((Path(output_dir) / "metrics.json").read_text())
-
-
-def _flatten(metrics: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    for key, value in metrics.items():
-        if isinstance(value, Mapping):
-            yield from _flatten(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
 
 
 def _finite(key: str, value: Any) -> float:

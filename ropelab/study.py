@@ -34,7 +34,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ropelab.config import load_config, to_dict
+from ropelab.config import flatten, load_config, to_dict
 from ropelab.synthetic import PasskeyMix
 from ropelab.tiny import TinyConfig
 from ropelab.train import TrainConfig
@@ -587,17 +587,9 @@ def study_metrics(result: Mapping[str, Any], cfg: StudyConfig) -> dict[str, Any]
         rho, p = spearman([p["disturbance"] for p in points], [p["ppl"] for p in points])
         out["spearman.disturbance_vs_ppl.rho"], out["spearman.disturbance_vs_ppl.p"] = rho, p
         out["spearman.disturbance_vs_ppl.n"] = len(points)
-    return {k: v for k, v in _flat(out).items() if isinstance(v, (int, float)) and math.isfinite(v)}
+    return {k: v for k, v in flatten(out).items() if isinstance(v, (int, float)) and math.isfinite(v)}
 
 
-def _flat(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 if __name__ == "__main__":

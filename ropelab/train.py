@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from ropelab import checkpoint as ckpt
-from ropelab.config import load_config, save_config, to_dict
+from ropelab.config import flatten, load_config, save_config, to_dict
 from ropelab.plan import RopePlan
 from ropelab.seeding import seed_everything
 
@@ -302,7 +302,8 @@ def train_model(model: torch.nn.Module, blocks: torch.Tensor, cfg: TrainConfig, 
         _truncate_metrics(run_dir, start)
     trackers = _trackers(cfg)
     if trackers:
-        accelerator.init_trackers("tensorboard", config=_flat_scalars(to_dict(cfg)))
+        accelerator.init_trackers("tensorboard", config={
+            k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flatten(to_dict(cfg)).items()})
 
     tokens_per_step = cfg.global_batch * seq_len
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=desc, unit="step",
@@ -346,16 +347,6 @@ def train_model(model: torch.nn.Module, blocks: torch.Tensor, cfg: TrainConfig, 
     if trackers:
         accelerator.end_training()
     return {"accelerator": accelerator, "wrapper": wrapper, "last": last, "seq_len": seq_len}
-
-
-def _flat_scalars(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for key, value in data.items():
-        if isinstance(value, Mapping):
-            out.update(_flat_scalars(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
-    return out
 
 
 def _append_metrics(run_dir: Path, row: Mapping[str, Any]) -> None:
