@@ -137,15 +137,12 @@ def evaluate_niah(model: Any, tokenizer: Any, *, lengths: Sequence[int] = DEFAUL
 
 def add_cli(subparsers: Any) -> None:
     """``ropelab eval niah``."""
-    from ropelab.eval.passkey import add_model_arguments
+    from ropelab.eval.passkey import add_grid_arguments, add_model_arguments
 
     parser = subparsers.add_parser("niah", help="needle-in-a-haystack over the Paul Graham essays",
                                    description=__doc__.splitlines()[0])
     add_model_arguments(parser)
-    parser.add_argument("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)), help="prompt lengths in tokens")
-    parser.add_argument("--depths", default=",".join(f"{d:g}" for d in DEFAULT_DEPTHS), help="depths in [0, 1]")
-    parser.add_argument("--csv", help="write per-cell rows here")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_grid_arguments(parser, DEFAULT_LENGTHS, DEFAULT_DEPTHS, "cell")
     parser.set_defaults(func=run_cli)
 
 

@@ -268,18 +268,24 @@ def parse_floats(text: str, name: str) -> list[float]:
         raise ValueError(f"--{name} must be comma-separated numbers, got {text!r}") from None
 
 
+def add_grid_arguments(parser: argparse.ArgumentParser, lengths: Sequence[int], depths: Sequence[float],
+                       rows: str) -> None:
+    """--lengths, --depths, --csv and --json of a retrieval grid (passkey, NIAH)."""
+    parser.add_argument("--lengths", default=",".join(map(str, lengths)), help="prompt lengths in tokens")
+    parser.add_argument("--depths", default=",".join(f"{d:g}" for d in depths), help="depths in [0, 1]")
+    parser.add_argument("--csv", help=f"write per-{rows} rows here")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
 def add_cli(subparsers: Any) -> None:
     """``ropelab eval passkey``."""
     parser = subparsers.add_parser("passkey", help="passkey retrieval accuracy over lengths x depths",
                                    description=__doc__.splitlines()[0])
     add_model_arguments(parser)
-    parser.add_argument("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)), help="prompt lengths in tokens")
-    parser.add_argument("--depths", default=",".join(map(str, DEFAULT_DEPTHS)), help="key depths in [0, 1]")
+    add_grid_arguments(parser, DEFAULT_LENGTHS, DEFAULT_DEPTHS, "trial")
     parser.add_argument("--trials", type=int, default=5, help="keys per cell")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-prefix-reuse", action="store_true", help="run every prompt whole")
-    parser.add_argument("--csv", help="write per-trial rows here")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(func=run_cli)
 
 

@@ -32,7 +32,7 @@ def ppl_vs_length(rows: Sequence[Mapping], window: int | None = None, title: str
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     lengths = sorted({int(r["length"]) for r in rows})
-    ax.set_xticks(lengths, [f"{n / 1024:g}k" if n % 256 == 0 else str(n) for n in lengths])
+    ax.set_xticks(lengths, [_length_label(n) for n in lengths])
     ax.xaxis.set_minor_locator(NullLocator())
     ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
     ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
@@ -61,10 +61,15 @@ def retention_bars(rows: Sequence[Mapping], title: str = ""):
         values = [ratio.get((method, n), math.nan) for n in lengths]
         ax.bar(x + (i - (len(methods) - 1) / 2) * width, values, width, color=method_color(method), label=method)
     ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_xticks(x, [f"{n / 1024:g}k" if n % 256 == 0 else str(n) for n in lengths])
+    ax.set_xticks(x, [_length_label(n) for n in lengths])
     ax.set_xlabel("context length inside the window (tokens)")
     ax.set_ylabel("ppl / ppl of the original model")
     if title:
         ax.set_title(title)
     ax.legend()
     return fig
+
+
+def _length_label(n: int) -> str:
+    """Tick label of a length in tokens: 2k for 2048, 300 for 300."""
+    return f"{n / 1024:g}k" if n % 256 == 0 else str(n)
