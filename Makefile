@@ -30,8 +30,11 @@ test: install
 test-fast: install
 	$(PY) -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
 
+## Benchmarks, each printing ratios against a baseline run side by side (quick sizes; see each file for full runs)
 bench: install
-	$(PY) benchmarks/bench_plan.py
+	$(PY) benchmarks/bench_plan.py --quick
+	$(PY) benchmarks/bench_perplexity.py --speed-length 1024 --memory-length 4096 --windows 3
+	$(PY) benchmarks/bench_train.py speed --profile quick --repeats 2
 
 lint: install
 	$(VENV)/bin/ruff check ropelab tests benchmarks
