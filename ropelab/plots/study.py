@@ -60,6 +60,7 @@ def plot_ppl_vs_length(rows: Rows, base: Mapping, lengths: Sequence[int], scales
 def plot_disturbance_scatter(points: Rows, rho: float, p: float):
     """Disturbance (log) against perplexity at the target length, one point per (method, scale); Spearman's rho."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     use_style()
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.6))
@@ -69,6 +70,7 @@ def plot_disturbance_scatter(points: Rows, rho: float, p: float):
         ax.annotate(f"{pt['label']} {pt['scale']}x", (pt["disturbance"], pt["ppl"]), fontsize=5,
                     xytext=(2, 2), textcoords="offset points")
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # minor log labels collide at column width
     ax.set_xlabel("disturbance (mean KL over pairs)")
     ax.set_ylabel("perplexity at target length")
     ax.set_title(f"Spearman rho = {rho:.2f} (p = {p:.2g}, n = {len(points)})")
