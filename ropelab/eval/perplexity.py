@@ -35,7 +35,10 @@ import torch.nn.functional as F
 
 PROTOCOLS = ("sliding", "truncated")
 DEFAULT_STRIDE = 256  # PI / YaRN
-DEFAULT_BATCH_TOKENS = 8192  # tokens per decoder-body batch (windows of one length are stacked up to this)
+# Tokens per decoder-body batch on an accelerator (windows of one length are stacked up to this). On CPU each window
+# runs alone: stacking saves nothing there and pushes activations out of cache (SmolLM2, 2 cores, five 2k windows:
+# 32.8 s one at a time vs 38.0 s four to a batch).
+DEFAULT_BATCH_TOKENS = 8192
 DEFAULT_LOGITS_ELEMENTS = 1 << 24  # at most this many logits (64 MiB in fp32) exist at once
 
 
@@ -99,14 +102,15 @@ def check_protocol(protocol: str, length: int, stride: int | None) -> None:
 
 def perplexity(model: Any, documents: Sequence[tuple[str, Sequence[int]]], length: int, *,
                protocol: str = "sliding", stride: int = DEFAULT_STRIDE, max_docs: int | None = None,
-               batch_tokens: int = DEFAULT_BATCH_TOKENS, logits_elements: int = DEFAULT_LOGITS_ELEMENTS,
+               batch_tokens: int | None = None, logits_elements: int = DEFAULT_LOGITS_ELEMENTS,
                progress: bool = True) -> PerplexityResult:
     """Perplexity of ``model`` on token-id ``documents`` ``[(doc_id, ids)]`` at context ``length``.
 
     Args:
         protocol: ``sliding`` (stride ``stride``) or ``truncated`` (first ``length`` tokens); see the module doc.
         max_docs: evaluate at most this many of the documents that are long enough (in the given order).
-        batch_tokens: windows of one length are batched up to this many tokens per forward pass.
+        batch_tokens: windows of one length are batched up to this many tokens per forward pass (default
+            :func:`default_batch_tokens` of the model's device: one window at a time on CPU).
         logits_elements: bound on the number of logits computed at once (memory).
 
     Raises ValueError when there is no text at all. A length past the model's configured window is allowed, with
@@ -126,6 +130,8 @@ def perplexity(model: Any, documents: Sequence[tuple[str, Sequence[int]]], lengt
     plan = [w for i in chosen for w in windows(len(docs[i][1]), length, protocol, stride, doc=i)]
     nll = np.zeros(len(docs), dtype=np.float64)
     count = np.zeros(len(docs), dtype=np.int64)
+    if batch_tokens is None:
+        batch_tokens = default_batch_tokens(next(model.parameters()).device)
     start = time.perf_counter()
     model.eval()
     bar = tqdm(total=len(plan), desc=f"ppl {protocol} {length}", unit="win", disable=not progress, leave=False)
@@ -152,6 +158,11 @@ def perplexity_at_lengths(model: Any, documents: Sequence[tuple[str, Sequence[in
     return [perplexity(model, documents, int(length), **kwargs) for length in lengths]
 
 
+def default_batch_tokens(device: torch.device | str) -> int:
+    """Tokens per forward pass: :data:`DEFAULT_BATCH_TOKENS` on an accelerator, one window at a time on CPU."""
+    return 1 if torch.device(device).type == "cpu" else DEFAULT_BATCH_TOKENS
+
+
 def _batches(plan: Sequence[Window], batch_tokens: int) -> Iterable[list[Window]]:
     """Consecutive windows of equal size, at most ``batch_tokens`` tokens (and at least one window) per batch."""
     batch: list[Window] = []
@@ -165,7 +176,7 @@ def _batches(plan: Sequence[Window], batch_tokens: int) -> Iterable[list[Window]
         yield batch
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def _score_batch(model: Any, token_arrays: Sequence[np.ndarray], batch: Sequence[Window],
                  logits_elements: int) -> tuple[list[float], list[int]]:
     """Summed NLL (float64) and number of scored tokens of each window of a batch of equal-size windows."""
@@ -206,11 +217,12 @@ def guide_perplexity(model: Any, ids: Sequence[int], length: int, stride: int = 
                      progress: bool = False) -> float:
     """Reference: the strided loop of the transformers guide "Perplexity of fixed-length models", re-implemented.
 
-    One window at a time through the full model with ``labels`` (context targets set to -100), so the model
-    computes full-vocabulary logits and its own mean loss. Each window's mean loss is weighted by the number of
-    labels it averaged over, ``(labels[:, 1:] != -100).sum()`` (the guide subtracts the batch size from the
-    valid-label count, which is exact for the first window only). Used by the tests and the benchmark to check
-    :func:`perplexity`; not meant for long inputs (it holds ``length x vocab`` logits).
+    One window at a time through the full model with ``labels`` (context targets set to -100) and the model's
+    default ``use_cache``, as the guide calls it, so the model computes full-vocabulary logits and its own mean
+    loss. Each window's mean loss is weighted by the number of labels it averaged over,
+    ``(labels[:, 1:] != -100).sum()`` (the guide subtracts the batch size from the valid-label count, which is
+    exact for the first window only). Used by the tests and the benchmark to check :func:`perplexity`; not meant
+    for long inputs (it holds ``length x vocab`` logits).
     """
     from tqdm.auto import tqdm
 
@@ -224,7 +236,7 @@ def guide_perplexity(model: Any, ids: Sequence[int], length: int, stride: int = 
         input_ids = ids[:, begin:end]
         labels = input_ids.clone()
         labels[:, :-trg_len] = -100
-        loss = model(input_ids=input_ids, labels=labels, use_cache=False).loss
+        loss = model(input_ids=input_ids, labels=labels).loss
         counted = int((labels[:, 1:] != -100).sum())
         nll_sum += float(loss) * counted
         n_tokens += counted
@@ -244,7 +256,8 @@ def add_text_arguments(parser: argparse.ArgumentParser) -> None:
     text.add_argument("--split", help="train, validation, test (default for corpora) or all")
     text.add_argument("--max-docs", type=int, help="at most this many documents long enough for each length")
     parser.add_argument("--stride", type=int, default=DEFAULT_STRIDE, help="sliding-window stride (PI/YaRN: 256)")
-    parser.add_argument("--batch-tokens", type=int, default=DEFAULT_BATCH_TOKENS, help="tokens per forward batch")
+    parser.add_argument("--batch-tokens", type=int,
+                        help=f"tokens per forward batch (default: one window on CPU, {DEFAULT_BATCH_TOKENS} on GPUs)")
     parser.add_argument("--csv", help="write the result rows to this CSV")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
 
