@@ -97,15 +97,13 @@ def speed(args: argparse.Namespace) -> None:
 def _one_step_peak(length: int, checkpointing: bool, chunk: int, profile: str) -> dict:
     """Peak RSS increase (MiB) of one forward + backward + AdamW step at ``length`` (run in a fresh process)."""
     import torch
-
-    from ropelab.train import ChunkedCausalLM
-
     from transformers import LlamaForCausalLM
 
     from ropelab.hf import apply_plan
     from ropelab.methods import make_plan
     from ropelab.spec import RopeSpec
     from ropelab.tiny import llama_config, load_tiny_config
+    from ropelab.train import ChunkedCausalLM
 
     tiny = load_tiny_config(f"pretrain-{profile}")  # random weights: memory does not depend on them
     config = llama_config(tiny, tiny.vocab_size)
@@ -135,7 +133,7 @@ def memory(args: argparse.Namespace) -> None:
     for length in args.lengths:
         for checkpointing, chunk in ((False, 0), (True, 1024)):
             out = subprocess.run([sys.executable, __file__, "_point", str(length), str(int(checkpointing)), str(chunk),
-                                  args.profile], capture_output=True, text=True)
+                                  args.profile], capture_output=True, text=True, check=False)
             if out.returncode:
                 raise SystemExit(out.stderr[-2000:])
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))

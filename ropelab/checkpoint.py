@@ -13,8 +13,9 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 STEP_DIR = re.compile(r"^step_(\d{7})$")
 STATE_FILE = "trainer_state.json"

@@ -8,8 +8,9 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 
@@ -50,7 +51,8 @@ def load_config(cls: type[T], source: str | Path | Mapping[str, Any], overrides:
         path = resolve_profile(source)
         data = yaml.safe_load(path.read_text()) or {}
         if not isinstance(data, dict):
-            raise ValueError(f"{path} must hold a YAML mapping, got {type(data).__name__}")
+            # a bad file's content is a bad value, not a programming error: callers handle ValueError
+            raise ValueError(f"{path} must hold a YAML mapping, got {type(data).__name__}")  # noqa: TRY004
     for dotted, value in (overrides or {}).items():
         node = data
         *parents, leaf = dotted.split(".")

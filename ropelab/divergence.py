@@ -8,7 +8,7 @@ sees *how far* mass moved round the circle rather than only *whether* it moved.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import matplotlib
 
 matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 STYLE = Path(__file__).with_name("ropelab.mplstyle")
 FIGURE_DIR = Path(os.environ.get("ROPELAB_FIGURES", Path(__file__).resolve().parents[1] / "figures"))
@@ -37,7 +38,7 @@ def method_color(method: str) -> str:
     return METHOD_COLORS.get(method.split(":")[0], "#000000")
 
 
-def save_figure(fig: "plt.Figure", name: str, data: Iterable[Mapping[str, Any]] | Any = None,
+def save_figure(fig: plt.Figure, name: str, data: Iterable[Mapping[str, Any]] | Any = None,
                 directory: str | Path | None = None) -> Path:
     """Write ``<dir>/<name>.pdf``, ``.png`` and, when ``data`` is given, ``.csv``; return the PDF path.
 

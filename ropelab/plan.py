@@ -87,7 +87,7 @@ class RopePlan:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "RopePlan":
+    def from_dict(cls, data: dict[str, Any]) -> RopePlan:
         derived = {"inv_freq", "interpolated_pairs", "disturbance"}
         kwargs = {k: v for k, v in data.items() if k not in derived}
         kwargs["spec"] = RopeSpec.from_dict(kwargs["spec"])
@@ -99,7 +99,7 @@ class RopePlan:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_json(cls, text: str) -> "RopePlan":
+    def from_json(cls, text: str) -> RopePlan:
         return cls.from_dict(json.loads(text))
 
     def save(self, path: str | Path) -> Path:
@@ -108,7 +108,7 @@ class RopePlan:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "RopePlan":
+    def load(cls, path: str | Path) -> RopePlan:
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"no plan file at {str(path)!r}")

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,14 +21,14 @@ PRECISIONS = ("exact", "float32")
 
 # Written down from each model's published config.json (hidden_size / num_attention_heads gives head_dim).
 PRESETS: dict[str, dict[str, Any]] = {
-    "llama2-7b": dict(theta=10000.0, head_dim=128, original_length=4096),
-    "llama2-13b": dict(theta=10000.0, head_dim=128, original_length=4096),
-    "llama3-8b": dict(theta=500000.0, head_dim=128, original_length=8192),
-    "mistral-7b": dict(theta=10000.0, head_dim=128, original_length=32768),  # v0.1; sliding window 4096
-    "qwen2.5-7b": dict(theta=1000000.0, head_dim=128, original_length=32768),
-    "phi-3-mini": dict(theta=10000.0, head_dim=96, original_length=4096),
-    "gemma-2b": dict(theta=10000.0, head_dim=256, original_length=8192),
-    "smollm2-135m": dict(theta=100000.0, head_dim=64, original_length=8192),
+    "llama2-7b": {"theta": 10000.0, "head_dim": 128, "original_length": 4096},
+    "llama2-13b": {"theta": 10000.0, "head_dim": 128, "original_length": 4096},
+    "llama3-8b": {"theta": 500000.0, "head_dim": 128, "original_length": 8192},
+    "mistral-7b": {"theta": 10000.0, "head_dim": 128, "original_length": 32768},  # v0.1; sliding window 4096
+    "qwen2.5-7b": {"theta": 1000000.0, "head_dim": 128, "original_length": 32768},
+    "phi-3-mini": {"theta": 10000.0, "head_dim": 96, "original_length": 4096},
+    "gemma-2b": {"theta": 10000.0, "head_dim": 256, "original_length": 8192},
+    "smollm2-135m": {"theta": 100000.0, "head_dim": 64, "original_length": 8192},
 }
 
 
@@ -106,18 +107,18 @@ class RopeSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "RopeSpec":
+    def from_dict(cls, data: Mapping[str, Any]) -> RopeSpec:
         return cls(**data)
 
     @classmethod
-    def preset(cls, name: str) -> "RopeSpec":
+    def preset(cls, name: str) -> RopeSpec:
         """A published model's RoPE, e.g. ``RopeSpec.preset("llama2-7b")``."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; allowed: {', '.join(sorted(PRESETS))}")
         return cls(**PRESETS[name])
 
     @classmethod
-    def from_hf_config(cls, config: Any, layer_type: str | None = None) -> "RopeSpec":
+    def from_hf_config(cls, config: Any, layer_type: str | None = None) -> RopeSpec:
         """Read a transformers config (object, dict, config.json path or model folder).
 
         Reads v5 ``rope_parameters`` and the legacy ``rope_theta``/``rope_scaling`` fields. A config whose

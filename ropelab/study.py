@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -138,7 +140,7 @@ class Variant:
 
 def even_dims(ratio: float, rotary_dim: int) -> int:
     """n_hat = round(ratio * rotary_dim) rounded to an even number (2 dims per pair), at least 2."""
-    return max(2, 2 * int(round(ratio * rotary_dim / 2)))
+    return max(2, 2 * round(ratio * rotary_dim / 2))
 
 
 def variants(cfg: StudyConfig, spec) -> list[Variant]:
@@ -296,7 +298,7 @@ def finetune_run(cfg: StudyConfig, variant: Variant, seed: int, base_dir: Path, 
 
 
 def eval_lengths(cfg: StudyConfig, window: int) -> list[int]:
-    return [int(round(m * window)) for m in cfg.eval.length_multiples]
+    return [round(m * window) for m in cfg.eval.length_multiples]
 
 
 def heldout_segments(cfg: StudyConfig, tokenizer: Any, window: int) -> list[tuple[str, np.ndarray]]:
@@ -337,7 +339,7 @@ def evaluate_model(model_dir: str | Path, cfg: StudyConfig, window: int, out_dir
         warnings.simplefilter("ignore")  # lengths past the configured window are the point here
         for n in eval_lengths(cfg, window):
             result["ppl"][str(n)] = perplexity(model, segments, n, protocol="truncated", progress=False).ppl
-        lengths = [int(round(m * window)) for m in cfg.eval.passkey_multiples]
+        lengths = [round(m * window) for m in cfg.eval.passkey_multiples]
         _, summary = evaluate_passkey(model, tokenizer, lengths=lengths, depths=cfg.eval.passkey_depths,
                                       trials=cfg.eval.passkey_trials, seed=cfg.eval.passkey_seed, progress=progress)
     result["passkey"] = {"accuracy": summary["accuracy"], "cells": summary["cells"]}
@@ -356,7 +358,7 @@ def band_ppl(ppl: Mapping[str, float]) -> dict[str, float]:
     """
     lengths = sorted(int(n) for n in ppl)
     out = {}
-    for prev, n in zip(lengths, lengths[1:]):
+    for prev, n in itertools.pairwise(lengths):
         nll = ((n - 1) * math.log(ppl[str(n)]) - (prev - 1) * math.log(ppl[str(prev)])) / (n - prev)
         out[str(n)] = math.exp(nll)
     return out
@@ -433,7 +435,7 @@ def run_study(cfg: StudyConfig, root: str | Path | None = None, progress: bool =
 def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
     """Mean, sample standard deviation (ddof 1; 0 for one value) and count."""
     x = np.asarray(values, dtype=np.float64)
-    return float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else 0.0, int(len(x))
+    return float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else 0.0, len(x)
 
 
 def cell_summary(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> list[dict[str, Any]]:
@@ -499,7 +501,7 @@ def disturbance_points(rows: Sequence[Mapping[str, Any]], window: int, multiple:
 
 def table_metrics(window: int, cfg: StudyConfig) -> list[str]:
     ppl = [f"ppl_{n}" for n in eval_lengths(cfg, window)]
-    passkey = [f"passkey_{int(round(m * window))}" for m in cfg.eval.passkey_multiples]
+    passkey = [f"passkey_{round(m * window)}" for m in cfg.eval.passkey_multiples]
     return ["disturbance", "n_interp_dims", *ppl, f"retention_{window // 2}", f"retention_{window}", *passkey,
             "passkey"]
 
@@ -520,8 +522,8 @@ def write_study_table(table: Sequence[Mapping[str, Any]], metrics: Sequence[str]
     out.mkdir(parents=True, exist_ok=True)
     columns = ["label", "method", "group", "scale", "n"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std")]
     csv_path = figures.write_csv([{c: r.get(c, "") for c in columns} for r in table], out / f"{name}.csv")
-    lines = [f"# {title}", "", "mean +- std over seeds; ppl_N: truncated perplexity of the first N tokens of held-out"
-             " segments; retention_N: ppl_N / pre-trained ppl_N; passkey_N: accuracy at N tokens.", "",
+    lines = [f"# {title}", "", ("mean +- std over seeds; ppl_N: truncated perplexity of the first N tokens of held-out"
+                                " segments; retention_N: ppl_N / pre-trained ppl_N; passkey_N: accuracy at N tokens."), "",
              "| method | scale | n | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 3) + "|"]
     for r in table:
         cells = [_pm(r.get(f"{m}_mean"), r.get(f"{m}_std")) for m in metrics]

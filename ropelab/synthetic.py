@@ -20,9 +20,9 @@ import os
 import random
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from ropelab.data import load_documents, split_of
 from ropelab.eval.passkey import FILLER, KEY_LINE, QUESTION, TASK
@@ -52,7 +52,7 @@ class PasskeyMix:
 def passkey_text(filler_blocks: int, depth: float, key: int) -> str:
     """One passkey document: the standard prompt with ``filler_blocks`` filler blocks, key at ``depth``, answered."""
     before = round(depth * filler_blocks)
-    filler = lambda n: " ".join([FILLER] * n)  # noqa: E731
+    filler = lambda n: " ".join([FILLER] * n)
     return (f"{TASK}\n{filler(before)}\n{KEY_LINE.format(key=key)}\n{filler(filler_blocks - before)}\n"
             f"{QUESTION} {key}.")
 

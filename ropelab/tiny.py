@@ -24,7 +24,7 @@ import torch
 
 from ropelab.config import load_config, to_dict
 from ropelab.seeding import seed_everything
-from ropelab.train import MODEL_SUBDIR, DONE_FILE, TrainConfig, position_losses, save_model, train_model
+from ropelab.train import DONE_FILE, MODEL_SUBDIR, TrainConfig, position_losses, save_model, train_model
 
 EOS = "<|endoftext|>"
 
@@ -170,4 +170,4 @@ def window_report(model_dir: str | Path, window: int, corpus: str = "shakespeare
     lengths = [window // 2] + [k * window for k in range(1, multiples + 1) if k in (1, 2, 4, 8)]
     ppl = {n: float(math.exp(losses[: n - 1].mean())) for n in lengths if n - 1 <= len(losses)}
     band = {n: float(math.exp(losses[n // 2 - 1: n - 1].mean())) for n in lengths if n - 1 <= len(losses)}
-    return {"position_loss": losses, "ppl": ppl, "band_ppl": band, "window": window, "rows": int(len(rows))}
+    return {"position_loss": losses, "ppl": ppl, "band_ppl": band, "window": window, "rows": len(rows)}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-
 from ropelab.methods import METHODS, make_plan
 from ropelab.spec import PRESETS, RopeSpec
 
@@ -100,8 +99,8 @@ def format_plan(plan) -> str:
     d_ext = plan.details.get("d_extrap") or disturbance_per_pair(spec, base, plan.target_length, scoring)
     d_int = plan.details.get("d_interp") or disturbance_per_pair(spec, base / plan.scale, plan.target_length, scoring)
     lines = [
-        f"{plan.method}: L={spec.original_length} -> L'={plan.target_length} (s={plan.scale:g}), theta={spec.theta:g}, "
-        f"d={spec.rotary_dim}, bins={plan.bins}, metric={plan.metric}, precision={plan.precision}",
+        (f"{plan.method}: L={spec.original_length} -> L'={plan.target_length} (s={plan.scale:g}), theta={spec.theta:g}, "
+         f"d={spec.rotary_dim}, bins={plan.bins}, metric={plan.metric}, precision={plan.precision}"),
         f"{'pair':>4} {'wavelength':>12} {'D_extrap':>10} {'D_interp':>10} {'factor':>8}  choice",
     ]
     for i, (lam, de, di, f) in enumerate(zip(spec.wavelengths(), d_ext, d_int, plan.factors)):

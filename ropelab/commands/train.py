@@ -65,9 +65,9 @@ def run(args: argparse.Namespace) -> int:
     from ropelab.train import TrainConfig, finetune, validate
 
     overrides = overrides_from_args(args)
-    if args.method is not None and "method_options" not in overrides:
-        if load_config(TrainConfig, args.config).method != args.method:
-            overrides["method_options"] = {}  # the config's options belong to the config's method
+    if (args.method is not None and "method_options" not in overrides
+            and load_config(TrainConfig, args.config).method != args.method):
+        overrides["method_options"] = {}  # the config's options belong to the config's method
     cfg = load_config(TrainConfig, args.config, overrides)
     validate(cfg, PartialState().num_processes)  # every check before any work
     run_dir = finetune(cfg=cfg, resume=args.resume, stop_after_steps=args.stop_after_steps, force=args.force)
