@@ -1,7 +1,7 @@
 """Angle histograms: exact reduction, smoothing, the float32 mode of the authors' release."""
 
-from fractions import Fraction
 from decimal import Decimal
+from fractions import Fraction
 
 import numpy as np
 import pytest

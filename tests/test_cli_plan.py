@@ -46,7 +46,8 @@ def test_plan_from_model_folder_and_options(tmp_path, capsys):
     (["--model", "/nonexistent", "--method", "pi", "--target-length", "8192"], "no config.json at '/nonexistent'"),
 ])
 def test_errors_exit_2_with_one_line(args, message):
-    proc = subprocess.run([sys.executable, "-m", "ropelab.cli", "plan", *args], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "ropelab.cli", "plan", *args], capture_output=True, text=True,
+                          check=False)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("ropelab: error: ") and message in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -55,5 +56,5 @@ def test_errors_exit_2_with_one_line(args, message):
 def test_config_without_rope(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_embd": 768, "n_head": 12}))
     proc = subprocess.run([sys.executable, "-m", "ropelab.cli", "plan", "--model", str(tmp_path), "--method", "pi",
-                           "--target-length", "8192"], capture_output=True, text=True)
+                           "--target-length", "8192"], capture_output=True, text=True, check=False)
     assert proc.returncode == 2 and "model_type 'gpt2' has no RoPE" in proc.stderr

@@ -168,24 +168,24 @@ def test_plan_json_round_trip(method, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(method="foo"), "unknown method 'foo'; allowed: none, pi"),
-    (dict(target_length=4096), "target_length must be above the original length 4096, got 4096"),
-    (dict(target_length=-1), "target_length must be a positive integer, got -1"),
-    (dict(bins=1), "bins must be an integer >= 2, got 1"),
-    (dict(metric="hellinger"), "unknown metric 'hellinger'; allowed: kl, js, tv, wasserstein"),
-    (dict(precision="float16"), "unknown precision 'float16'; allowed: exact, float32"),
-    (dict(threshold=-0.1), "threshold must be >= 0, got -0.1"),
-    (dict(n_hat=81), r"n_hat must be an even integer in \[0, 128\], got 81"),
-    (dict(n_hat=130), r"n_hat must be an even integer in \[0, 128\], got 130"),
-    (dict(n_hat=2, threshold=0.1), "give threshold or n_hat, not both"),
-    (dict(beta=3), "unknown option\\(s\\) beta for method 'dprope'; allowed: threshold, n_hat"),
-    (dict(method="longrope"), "longrope needs factors"),
-    (dict(method="longrope", factors=[1.0, 2.0]), "factors must be 64 positive numbers"),
-    (dict(method="yarn", beta_fast=1.0, beta_slow=2.0), "need 0 < beta_slow < beta_fast"),
-    (dict(method="pi", factor=0.5), "factor must be a number >= 1, got 0.5"),
+    ({"method": "foo"}, "unknown method 'foo'; allowed: none, pi"),
+    ({"target_length": 4096}, "target_length must be above the original length 4096, got 4096"),
+    ({"target_length": -1}, "target_length must be a positive integer, got -1"),
+    ({"bins": 1}, "bins must be an integer >= 2, got 1"),
+    ({"metric": "hellinger"}, "unknown metric 'hellinger'; allowed: kl, js, tv, wasserstein"),
+    ({"precision": "float16"}, "unknown precision 'float16'; allowed: exact, float32"),
+    ({"threshold": -0.1}, "threshold must be >= 0, got -0.1"),
+    ({"n_hat": 81}, r"n_hat must be an even integer in \[0, 128\], got 81"),
+    ({"n_hat": 130}, r"n_hat must be an even integer in \[0, 128\], got 130"),
+    ({"n_hat": 2, "threshold": 0.1}, "give threshold or n_hat, not both"),
+    ({"beta": 3}, "unknown option\\(s\\) beta for method 'dprope'; allowed: threshold, n_hat"),
+    ({"method": "longrope"}, "longrope needs factors"),
+    ({"method": "longrope", "factors": [1.0, 2.0]}, "factors must be 64 positive numbers"),
+    ({"method": "yarn", "beta_fast": 1.0, "beta_slow": 2.0}, "need 0 < beta_slow < beta_fast"),
+    ({"method": "pi", "factor": 0.5}, "factor must be a number >= 1, got 0.5"),
 ])
 def test_bad_input_is_one_line_value_error(kwargs, match):
-    args = dict(method="dprope", target_length=8192)
+    args = {"method": "dprope", "target_length": 8192}
     args.update(kwargs)
     with pytest.raises(ValueError, match=match) as err:
         make_plan(args.pop("method"), LLAMA2, args.pop("target_length"), **args)

@@ -5,8 +5,16 @@ import json
 import numpy as np
 import pytest
 import torch
-from transformers import (Gemma3TextConfig, GemmaConfig, GPT2Config, LlamaConfig, MistralConfig, Phi3Config,
-                          Qwen2Config, Qwen3Config)
+from transformers import (
+    Gemma3TextConfig,
+    GemmaConfig,
+    GPT2Config,
+    LlamaConfig,
+    MistralConfig,
+    Phi3Config,
+    Qwen2Config,
+    Qwen3Config,
+)
 
 from ropelab import PRESETS, RopeSpec
 
@@ -72,14 +80,14 @@ def test_per_layer_type_rope_must_be_chosen():
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(head_dim=127), "even rotary dimension"),
-    (dict(head_dim=0), "head_dim must be a positive integer, got 0"),
-    (dict(original_length=-4096), "original_length must be a positive integer, got -4096"),
-    (dict(theta=1.0), "theta must be a finite number above 1, got 1.0"),
-    (dict(partial_rotary_factor=1.5), r"partial_rotary_factor must be in \(0, 1\], got 1.5"),
+    ({"head_dim": 127}, "even rotary dimension"),
+    ({"head_dim": 0}, "head_dim must be a positive integer, got 0"),
+    ({"original_length": -4096}, "original_length must be a positive integer, got -4096"),
+    ({"theta": 1.0}, "theta must be a finite number above 1, got 1.0"),
+    ({"partial_rotary_factor": 1.5}, r"partial_rotary_factor must be in \(0, 1\], got 1.5"),
 ])
 def test_bad_spec(kwargs, match):
-    args = dict(theta=10000.0, head_dim=128, original_length=4096)
+    args = {"theta": 10000.0, "head_dim": 128, "original_length": 4096}
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         RopeSpec(**args)

@@ -8,8 +8,16 @@ import pytest
 
 from ropelab import RopeSpec
 from ropelab.study import (
-    band_ppl, cell_summary, even_dims, load_study_config, mean_std, paired_comparison, spearman, study_table,
-    variants, write_study_table,
+    band_ppl,
+    cell_summary,
+    even_dims,
+    load_study_config,
+    mean_std,
+    paired_comparison,
+    spearman,
+    study_table,
+    variants,
+    write_study_table,
 )
 
 

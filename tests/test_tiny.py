@@ -7,7 +7,15 @@ import math
 import pytest
 
 from ropelab.spec import RopeSpec
-from ropelab.tiny import TinyConfig, config_key, llama_config, load_tiny_config, pretrain, train_tokenizer, window_report
+from ropelab.tiny import (
+    TinyConfig,
+    config_key,
+    llama_config,
+    load_tiny_config,
+    pretrain,
+    train_tokenizer,
+    window_report,
+)
 from ropelab.train import TrainConfig
 
 
