@@ -271,7 +271,9 @@ def train_model(model: torch.nn.Module, blocks: torch.Tensor, cfg: TrainConfig, 
                 desc: str = "train", progress: bool = True) -> dict[str, Any]:
     """Train ``model`` on ``blocks`` (N, T) with ``cfg``'s optimizer and batch; returns the run summary.
 
-    The model is trained in place (its parameters end up trained). ``stop_after_steps`` kills this process with
+    The model is trained in place (its parameters end up trained). The caller saves it (:func:`save_model`, which
+    gathers shards collectively) and then calls ``accelerator.end_training()``, which closes the trackers and
+    destroys the process group, so nothing collective may follow it. ``stop_after_steps`` kills this process with
     SIGKILL right after that step (and its checkpoint) -- a real crash, for the resume test.
     """
     from tqdm.auto import tqdm
@@ -344,8 +346,6 @@ def train_model(model: torch.nn.Module, blocks: torch.Tensor, cfg: TrainConfig, 
             os.kill(os.getpid(), signal.SIGKILL)
     bar.close()
     accelerator.wait_for_everyone()
-    if trackers:
-        accelerator.end_training()
     return {"accelerator": accelerator, "wrapper": wrapper, "last": last, "seq_len": seq_len}
 
 
@@ -520,6 +520,7 @@ def finetune(base_dir: str | Path | None = None, plan: RopePlan | None = None, c
                          f"{plan.target_length}", progress=progress)
     save_model(result["accelerator"], result["wrapper"], tokenizer, plan, run_dir / MODEL_SUBDIR,
                {"key": key, "final": result["last"]})
+    result["accelerator"].end_training()  # trackers, process group: only after the last collective (the save)
     return run_dir
 
 

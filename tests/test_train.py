@@ -3,6 +3,7 @@ that stock transformers reloads, and an exact resume after a real SIGKILL."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -156,6 +157,31 @@ def test_resume_after_sigkill_is_bitwise_identical(base_model, tmp_path):
     inv_freq = model.model.rotary_emb.inv_freq.double().numpy()
     assert abs(inv_freq - plan.inv_freq).max() < 1e-6
     assert (full / "config.yaml").is_file() and (full / "metrics.csv").read_text().startswith("step,")
+
+
+@pytest.mark.slow
+def test_two_process_ddp_ends_with_the_weights_of_one_process(base_model, tmp_path):
+    """DDP over two CPU processes (torchrun, gloo) reads the same global batches as one process with gradient
+    accumulation and ends with the same weights; the run ends cleanly: the model is saved (a collective) before
+    the trackers close and the process group goes (a GPU smoke run with tensorboard installed once saved after
+    the process group was gone, and failed)."""
+    cfg = dataclasses.replace(_recipe(base_model, tmp_path / "ddp"), steps=3, checkpoint_every=0, trackers="auto")
+    save_config(cfg, tmp_path / "ddp.yaml")
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "ropelab.train", "--config", str(tmp_path / "ddp.yaml")], cwd=ROOT, env=env,
+                          capture_output=True, text=True, check=False, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one = finetune(cfg=dataclasses.replace(cfg, output_dir=str(tmp_path / "one")), progress=False)
+    ddp = tmp_path / "ddp"
+    assert [r["step"] for r in read_metrics(ddp)] == [1, 2, 3]
+    for r, s in zip(read_metrics(ddp), read_metrics(one)):
+        assert abs(r["loss"] - s["loss"]) < 1e-5
+    a, b = load_file(ddp / "model" / "model.safetensors"), load_file(one / "model" / "model.safetensors")
+    before = load_file(base_model / "model.safetensors")
+    assert a.keys() == b.keys() and not torch.equal(a["lm_head.weight"], before["lm_head.weight"])
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.slow
