@@ -12,12 +12,11 @@ by contrast loses ~m*1e-16 rad and float32 (the authors' release) is visibly wro
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from ropelab.spec import check_positive_int, check_precision
 
 # Smallest normal float16: the authors' release starts every bin there so that KL stays finite.
-SMOOTHING = float(torch.finfo(torch.float16).tiny)
+SMOOTHING = float(np.finfo(np.float16).tiny)  # 2^-14, as torch.finfo(torch.float16).tiny
 
 # 2^192 / 2pi as an integer (from 60 digits of pi): turns = theta * 2^64 / 2pi in exact integer arithmetic.
 _INV_TWO_PI_Q192 = (1 << 192) * 10**60 // 6283185307179586476925286766559005768394338798750211641949889
@@ -113,6 +112,8 @@ def angle_distribution(inv_freq: np.ndarray, n: int, bins: int = 360, precision:
 
 
 def _float32_distribution(inv_freq: np.ndarray, n: int, bins: int) -> np.ndarray:
+    import torch  # here, not at module level: the CLI imports this module and must start fast
+
     theta = torch.as_tensor(inv_freq, dtype=torch.float32)[:, None]  # (P, 1)
     positions = torch.arange(0, n)[None, :]  # (1, n) int64, promoted to float32 as in the release
     angles = (theta * positions) % (torch.pi * 2)  # (P, n) float32

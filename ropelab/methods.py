@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from ropelab.angles import angle_distribution, check_bins
 from ropelab.divergence import get_divergence
@@ -67,6 +66,8 @@ def disturbance_per_pair(spec: RopeSpec, inv_freq: np.ndarray, target_length: in
     extended = angle_distribution(inv_freq, target_length, scoring.bins, scoring.precision)
     if scoring.precision == "float32" and scoring.metric == "kl":
         # The release: F.kl_div(log Q, P, reduction="mean") in float32, i.e. the sum over bins / bins.
+        import torch  # here, not at module level: the CLI imports this module and must start fast
+
         p, q = torch.from_numpy(reference).float(), torch.from_numpy(extended).float()
         per_bin_mean = torch.nn.functional.kl_div(q.log(), p, reduction="none").mean(dim=-1)
         return per_bin_mean.double().numpy() * scoring.bins

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 PRECISIONS = ("exact", "float32")
 
@@ -90,6 +89,8 @@ class RopeSpec:
         check_precision(precision)
         d = self.rotary_dim
         if precision == "float32":
+            import torch  # here, not at module level: the CLI imports this module and must start fast
+
             exponent = torch.arange(0, d, 2, dtype=torch.int64).float() / d
             return (1.0 / (self.theta**exponent)).double().numpy()
         return self.theta ** (-np.arange(0, d, 2, dtype=np.float64) / d)
