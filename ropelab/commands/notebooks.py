@@ -6,21 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from ropelab.notebooks import (
-    NOTEBOOK_DIR,
-    PROFILES,
-    NotebookFailed,
-    clean_notebook,
-    discover,
-    notebook_problems,
-    run_notebooks,
-)
+# ropelab.notebooks is imported in the functions below: it loads matplotlib, and the CLI imports every command module
 
 NAME = "notebooks"
 HELP = "Run the notebooks headlessly (papermill) into outputs/<profile>/ and regenerate figures/."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ropelab.notebooks import PROFILES
+
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     run_parser = sub.add_parser("run", help="execute notebooks/NN_*.ipynb in order",
                                 description="Execute notebooks/NN_*.ipynb in numeric order with papermill.")
@@ -37,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ropelab.notebooks import NotebookFailed, run_notebooks
+
     if args.action == "clean":
         return clean(args)
     only = args.only.split(",") if args.only else None
@@ -57,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def clean(args: argparse.Namespace) -> int:
+    from ropelab.notebooks import NOTEBOOK_DIR, clean_notebook, discover, notebook_problems
+
     paths = [Path(p) for p in args.paths] or discover(NOTEBOOK_DIR)
     status = 0
     for path in paths:

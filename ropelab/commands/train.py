@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import yaml
-
 from ropelab.commands.plan import add_method_arguments, method_options_from_args
 
 NAME = "train"
@@ -33,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_set(items: list[str]) -> dict:
     """``["a.b=3", ...]`` -> ``{"a.b": 3}`` (values parsed as YAML)."""
+    import yaml
+
     overrides = {}
     for item in items:
         if "=" not in item:

@@ -43,7 +43,7 @@ def model_and_plans(args: argparse.Namespace) -> tuple[Any, Any, list[RopePlan]]
 
     ``--method`` may list several methods separated by commas (one plan each); none gives an empty list.
     """
-    from ropelab.eval.passkey import model_from_args
+    from ropelab.eval.passkey import model_from_args, resolve_device
     from ropelab.models import SMOLLM2, load_model
 
     methods = [m.strip() for m in (getattr(args, "method", None) or "").split(",") if m.strip()]
@@ -54,7 +54,7 @@ def model_and_plans(args: argparse.Namespace) -> tuple[Any, Any, list[RopePlan]]
         if not isinstance(dtype, torch.dtype):
             raise ValueError(f"--dtype {args.dtype!r} is not a torch dtype (float32, bfloat16, float16)")
         model, tokenizer = load_model(SMOLLM2, dtype=dtype)
-        model = model.to(args.device)
+        model = model.to(resolve_device(args.device))
     else:
         model, tokenizer = model_from_args(argparse.Namespace(**{**vars(args), "method": None}))
     return model, tokenizer, [plan_for(model, m, args.target_length, args) for m in methods]

@@ -220,8 +220,16 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("--model", required=True, help="smollm2-135m, a local HF model folder, or a .gguf file")
     parser.add_argument("--dtype", default="float32", help="torch dtype to load in (float32, bfloat16, ...)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    # None = chosen when the model is loaded (resolve_device): asking torch for CUDA here would slow every --help
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     add_method_arguments(parser, required=False)
+
+
+def resolve_device(device: str | None) -> str:
+    """``--device`` as given, or ``"cuda"`` if torch sees a GPU, else ``"cpu"``, when it was not given."""
+    if device is not None:
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def model_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -240,7 +248,7 @@ def model_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
     kwargs: dict[str, Any] = {"gguf_file": path.name} if path.suffix == ".gguf" else {}
     folder = path.parent if path.suffix == ".gguf" else path
     tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs).to(args.device).eval()
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs).to(resolve_device(args.device)).eval()
     return model, tokenizer
 
 
