@@ -355,8 +355,8 @@ def _append_metrics(run_dir: Path, row: Mapping[str, Any]) -> None:
         fh.write(json.dumps(row, sort_keys=True) + "\n")
     path = run_dir / METRICS_CSV
     new = not path.is_file()
-    with path.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(row), lineterminator="\n")
+    with path.open("a", newline="") as fh:  # one column order, also for rows rewritten by a resume
+        writer = csv.DictWriter(fh, fieldnames=["step", *sorted(k for k in row if k != "step")], lineterminator="\n")
         if new:
             writer.writeheader()
         writer.writerow(row)

@@ -3,6 +3,7 @@ that stock transformers reloads, and an exact resume after a real SIGKILL."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import os
@@ -143,6 +144,9 @@ def test_resume_after_sigkill_is_bitwise_identical(base_model, tmp_path):
     assert not (killed / "checkpoints" / ".tmp-step_0000004").exists()
     assert read_metrics(resumed) == [{**r, "tokens_per_s": s["tokens_per_s"]}
                                      for r, s in zip(read_metrics(full), read_metrics(resumed))]
+    csv_rows = [[{k: v for k, v in row.items() if k != "tokens_per_s"}
+                 for row in csv.DictReader((run / "metrics.csv").read_text().splitlines())] for run in (full, resumed)]
+    assert csv_rows[0] == csv_rows[1] and len(csv_rows[0]) == 6  # the CSV too, column for column
     a, b = load_file(full / "model" / "model.safetensors"), load_file(resumed / "model" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     before = load_file(base_model / "model.safetensors")
