@@ -151,7 +151,7 @@ def measure(args: argparse.Namespace, worker_kind: str, length: int, tokens: int
 def report(name: str, g: dict, r: dict, keys: list[tuple[str, str]]) -> None:
     """Rows ``guide | ropelab | ratio`` for ``keys``, then the one-line verdict."""
     for key, fmt in keys:
-        print(f"{name:<8}{g['length']:>7}{g['tokens']:>8} {key:<10}{g[key]:>10{fmt}}{r[key]:>12{fmt}}"
+        print(f"{name:<8}{g['length']:>7}{g['tokens']:>8} {key:<10}{g[key]:>12{fmt}}{r[key]:>13{fmt}}"
               f"{r[key] / g[key]:>11.3f}")
     verdict = [f"relative difference {abs(r['ppl'] - g['ppl']) / g['ppl']:.2e} (target <= 1e-4)"]
     if "per_window" in g:
@@ -191,7 +191,7 @@ def main() -> None:
     weights = f", random weights ({args.random_weights})" if args.random_weights else ""
     print(f"model {args.model}{weights}, {args.device} {args.dtype}; text: first {args.split} document of "
           f"{args.corpus}, stride {args.stride}")
-    print(f"{'run':<8}{'length':>7}{'tokens':>8} {'':<10}{'guide':>10}{'ropelab':>12}{'ratio r/g':>11}")
+    print(f"{'run':<8}{'length':>7}{'tokens':>8} {'':<10}{'guide':>12}{'ropelab':>13}{'ratio r/g':>11}")
     results = {}
     speed_tokens = args.speed_length + (args.windows - 1) * args.stride
     results["speed"] = measure(args, "speed", args.speed_length, speed_tokens)

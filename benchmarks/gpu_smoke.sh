@@ -4,7 +4,7 @@
 #   benchmarks/gpu_smoke.sh MODEL_FOLDER [OUT_DIR]
 #
 # MODEL_FOLDER: a model folder with config.json and the tokenizer (weights not needed: the perplexity benchmark runs
-# with seeded random weights, SmolLM2's own layer sizes in float32 and LLaMA2-7B's in bfloat16). It needs the
+# with seeded random weights: SmolLM2's own layer sizes in float32 and bfloat16, LLaMA2-7B's in bfloat16). It needs the
 # Shakespeare corpus in $ROPELAB_CACHE (ropelab.data downloads it once on a machine with network access).
 # Steps (each runs even when an earlier one failed; the summary lists their exit codes):
 #   1. perplexity, ropelab vs the guide's loop, on CUDA: values, seconds, per-window speed-up, peak CUDA memory;
@@ -30,6 +30,8 @@ $PY -c "import torch, transformers, accelerate; print('torch', torch.__version__
 'accelerate', accelerate.__version__, torch.cuda.get_device_name())"
 step ppl-smollm2-fp32 $PY benchmarks/bench_perplexity.py --device cuda --dtype float32 --model "$MODEL" \
     --random-weights --windows 8 --memory-length 32768 --out "$OUT/ppl-smollm2-fp32.json"
+step ppl-smollm2-bf16 $PY benchmarks/bench_perplexity.py --device cuda --dtype bfloat16 --model "$MODEL" \
+    --random-weights --windows 8 --memory-length 32768 --out "$OUT/ppl-smollm2-bf16.json"
 step ppl-llama2-7b-bf16 $PY benchmarks/bench_perplexity.py --device cuda --dtype bfloat16 --model "$MODEL" \
     --random-weights llama2-7b --windows 8 --memory-length 16384 --out "$OUT/ppl-llama2-7b-bf16.json"
 step pretrain-tiny $PY -m ropelab.cli pretrain --config pretrain-quick --report
