@@ -1,7 +1,9 @@
 """The ``ropelab`` command line. Each subcommand is one module in ``ropelab/commands/`` that defines
 ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``; they are found automatically.
 
-Bad input prints one line (``ropelab: error: ...``) and exits with status 2, without a traceback.
+Bad input prints one line (``ropelab: error: ...``) and exits with status 2, without a traceback. The same
+exception types can come from deep inside torch or transformers (a real bug, not bad input): with
+``ROPELAB_DEBUG=1`` in the environment they propagate with their traceback instead.
 
 Start-up stays fast (``ropelab --help`` and ``ropelab plan ...`` load neither torch, transformers nor matplotlib)
 by two rules:
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Callable
@@ -63,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except (ValueError, TypeError, FileNotFoundError, FileExistsError) as err:
+        if os.environ.get("ROPELAB_DEBUG", "") not in ("", "0"):
+            raise
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"ropelab: error: {message}", file=sys.stderr)
         return 2

@@ -69,3 +69,15 @@ def test_device_is_chosen_when_the_model_loads(capsys):
     assert "torch device (default: cuda if available, else cpu)" in " ".join(capsys.readouterr().out.split())
     assert resolve_device(None) == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("cpu") == "cpu" and resolve_device("cuda:1") == "cuda:1"
+
+
+def test_bad_input_is_one_line_unless_debugging(monkeypatch, capsys):
+    """A ValueError is one `ropelab: error:` line and status 2; with ROPELAB_DEBUG=1 it keeps its traceback."""
+    argv = ["plan", "--preset", "llama2-7b", "--method", "dprope", "--target-length", "-5"]
+    monkeypatch.delenv("ROPELAB_DEBUG", raising=False)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ropelab: error: ") and len(err.strip().splitlines()) == 1
+    monkeypatch.setenv("ROPELAB_DEBUG", "1")
+    with pytest.raises(ValueError):
+        main(argv)
