@@ -175,7 +175,7 @@ def main() -> None:
     parser.add_argument("--memory-length", type=int, default=16384, help="0 skips the memory run")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    parser.add_argument("--dtype", default="float32", help="float32 (default) or bfloat16")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--random-weights", nargs="?", const="config", choices=["config", *SHAPES],
                         help="random weights with the folder's config (or LLaMA2-7B's layer sizes)")
     parser.add_argument("--out", help="also write the rows as JSON here")
