@@ -111,16 +111,14 @@ def worker(args: argparse.Namespace) -> None:
 
     n_windows = len(windows(len(text), length, stride=args.stride))
     common = {"length": length, "tokens": len(text), "windows": n_windows, "threads": torch.get_num_threads()}
+    guide_perplexity(model, ids[:256], 128, 128)  # warm-up: thread pools, allocator, kernels
     if args.worker != "speed":
-        guide_perplexity(model, ids[:256], 128, 128)  # warm-up: thread pools, allocator, kernels
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         ppl, seconds = timed(args.worker, text)
         print(json.dumps({"side": args.worker, "ppl": ppl, "seconds": seconds, "peak_mib": peak_mib(args.device),
                           **common}), flush=True)
         return
-    for side in sides:
-        timed(side, ids[:256])  # warm-up
     runs: dict[str, list[tuple[float, float]]] = {side: [] for side in sides}
     ppls = {}
     for rep in range(args.repeats):

@@ -592,7 +592,5 @@ def study_metrics(result: Mapping[str, Any], cfg: StudyConfig) -> dict[str, Any]
     return {k: v for k, v in flatten(out).items() if isinstance(v, (int, float)) and math.isfinite(v)}
 
 
-
-
 if __name__ == "__main__":
     raise SystemExit(main())

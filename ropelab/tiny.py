@@ -148,7 +148,6 @@ def pretrain(cfg: TinyConfig, run_dir: str | Path | None = None, *, force: bool 
     save_model(result["accelerator"], result["wrapper"], tokenizer, None, model_dir,
                {"key": key, "final": result["last"], "tokens_per_epoch": int(blocks.numel()),
                 "parameters": sum(p.numel() for p in model.parameters())})
-    result["accelerator"].end_training()  # trackers, process group: only after the last collective (the save)
     return model_dir
 
 

@@ -271,9 +271,8 @@ def train_model(model: torch.nn.Module, blocks: torch.Tensor, cfg: TrainConfig, 
                 desc: str = "train", progress: bool = True) -> dict[str, Any]:
     """Train ``model`` on ``blocks`` (N, T) with ``cfg``'s optimizer and batch; returns the run summary.
 
-    The model is trained in place (its parameters end up trained). The caller saves it (:func:`save_model`, which
-    gathers shards collectively) and then calls ``accelerator.end_training()``, which closes the trackers and
-    destroys the process group, so nothing collective may follow it. ``stop_after_steps`` kills this process with
+    The model is trained in place (its parameters end up trained). The caller ends the run with :func:`save_model`
+    (trackers and process group stay open until then). ``stop_after_steps`` kills this process with
     SIGKILL right after that step (and its checkpoint) -- a real crash, for the resume test.
     """
     from tqdm.auto import tqdm
@@ -520,13 +519,14 @@ def finetune(base_dir: str | Path | None = None, plan: RopePlan | None = None, c
                          f"{plan.target_length}", progress=progress)
     save_model(result["accelerator"], result["wrapper"], tokenizer, plan, run_dir / MODEL_SUBDIR,
                {"key": key, "final": result["last"]})
-    result["accelerator"].end_training()  # trackers, process group: only after the last collective (the save)
     return run_dir
 
 
 def save_model(accelerator: Any, wrapper: Any, tokenizer: Any, plan: RopePlan | None, out_dir: Path,
                record: Mapping[str, Any]) -> Path:
-    """Write the trained model as a plain HF checkpoint (+ tokenizer, ``ropelab_plan.json``, a run record)."""
+    """Write the trained model as a plain HF checkpoint (+ tokenizer, ``ropelab_plan.json``, a run record), then end
+    the run: ``accelerator.end_training()`` closes the trackers and destroys the process group, which must come after
+    the last collective (gathering the shards here), so this is the last call of every run."""
     state = accelerator.get_state_dict(wrapper)  # gathers FSDP / ZeRO-3 shards
     if accelerator.is_main_process:
         model = accelerator.unwrap_model(wrapper).model
@@ -538,6 +538,7 @@ def save_model(accelerator: Any, wrapper: Any, tokenizer: Any, plan: RopePlan | 
             plan.save(out_dir / "ropelab_plan.json")
         (out_dir / DONE_FILE).write_text(json.dumps(dict(record), indent=1, sort_keys=True, default=str) + "\n")
     accelerator.wait_for_everyone()
+    accelerator.end_training()
     return out_dir
 
 
