@@ -253,12 +253,19 @@ def _trackers(cfg: TrainConfig) -> list[str]:
     return [cfg.trackers]
 
 
+def process_state():
+    """accelerate's PartialState as Accelerator builds it: ``ACCELERATE_USE_CPU=true`` (torchrun on CPU) makes the
+    processes one gloo group; a bare ``PartialState()`` would make each its own single-process run."""
+    from accelerate.state import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+
+
 def make_accelerator(cfg: TrainConfig, run_dir: Path):
     """An Accelerator for ``cfg`` (its process count comes from ``accelerate launch`` or is 1)."""
     from accelerate import Accelerator
-    from accelerate.state import PartialState
-
-    processes = PartialState().num_processes
+    processes = process_state().num_processes
     return Accelerator(
         mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=accumulation_steps(cfg, processes),
         log_with=_trackers(cfg) or None, project_dir=str(run_dir),
@@ -487,9 +494,7 @@ def finetune(base_dir: str | Path | None = None, plan: RopePlan | None = None, c
         cfg = dataclasses.replace(cfg, model=str(base_dir))
     run_dir = Path(run_dir or cfg.output_dir).resolve()
     cfg = dataclasses.replace(cfg, output_dir=str(run_dir))
-    from accelerate.state import PartialState
-
-    processes = PartialState().num_processes
+    processes = process_state().num_processes
     accumulation_steps(cfg, processes)
     check_data(cfg.data)
     if plan is None:

@@ -176,6 +176,7 @@ def test_two_process_ddp_ends_with_the_weights_of_one_process(base_model, tmp_pa
                            "-m", "ropelab.train", "--config", str(tmp_path / "ddp.yaml")], cwd=ROOT, env=env,
                           capture_output=True, text=True, check=False, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count(str(tmp_path / "ddp" / "model")) == 1  # one main process: one DDP run, not two
     one = finetune(cfg=dataclasses.replace(cfg, output_dir=str(tmp_path / "one")), progress=False)
     ddp = tmp_path / "ddp"
     assert [r["step"] for r in read_metrics(ddp)] == [1, 2, 3]

@@ -59,18 +59,16 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from accelerate.state import PartialState
-
     from ropelab.config import load_config
-    from ropelab.train import TrainConfig, finetune, validate
+    from ropelab.train import TrainConfig, finetune, process_state, validate
 
     overrides = overrides_from_args(args)
     if (args.method is not None and "method_options" not in overrides
             and load_config(TrainConfig, args.config).method != args.method):
         overrides["method_options"] = {}  # the config's options belong to the config's method
     cfg = load_config(TrainConfig, args.config, overrides)
-    validate(cfg, PartialState().num_processes)  # every check before any work
+    validate(cfg, process_state().num_processes)  # every check before any work
     run_dir = finetune(cfg=cfg, resume=args.resume, stop_after_steps=args.stop_after_steps, force=args.force)
-    if PartialState().is_main_process:
+    if process_state().is_main_process:
         print(Path(run_dir) / "model")
     return 0
