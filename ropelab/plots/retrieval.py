@@ -34,15 +34,52 @@ def retrieval_heatmap(cells: Sequence[Mapping], title: str = "", window: int | N
     lengths, depths, grid = accuracy_grid(cells)
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, COLUMN_WIDTH * 0.75))
     image = ax.imshow(grid, cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto", origin="upper")
-    ax.set_xticks(range(len(lengths)), [f"{n / 1024:g}k" if n % 256 == 0 else str(n) for n in lengths])
     ax.set_yticks(range(len(depths)), [f"{100 * d:g}" for d in depths])
-    ax.set_xlabel("context length (tokens)")
     ax.set_ylabel("depth (%)")
+    _length_axis(ax, lengths, window)
+    if title:
+        ax.set_title(title)
+    fig.colorbar(image, ax=ax, label="accuracy")
+    return fig
+
+
+def _length_axis(ax, lengths: Sequence[int], window: int | None) -> None:
+    """Context lengths as x tick labels, and a dashed line after the last length inside ``window``."""
+    ax.set_xticks(range(len(lengths)), [f"{n / 1024:g}k" if n % 256 == 0 else str(n) for n in lengths])
+    ax.set_xlabel("context length (tokens)")
     if window is not None:
         inside = sum(n <= window for n in lengths)
         if 0 < inside < len(lengths):
             ax.axvline(inside - 0.5, color="black", linewidth=1.0, linestyle="--")
+
+
+def score_heatmap(cells: Sequence[Mapping], rows: str = "method", value: str = "accuracy", title: str = "",
+                  window: int | None = None):
+    """Scores with one row per ``rows`` value (e.g. each method) and one column per context length, 0 red .. 1 green.
+
+    Cells of the same (row, length) are averaged weighted by their ``n`` (e.g. over depths), so a grid of several
+    depths reads as one accuracy per method and length. ``window`` draws a line after the last length inside it.
+    """
+    import matplotlib.pyplot as plt
+
+    use_style()
+    labels = list(dict.fromkeys(str(c[rows]) for c in cells))
+    lengths = sorted({int(c["length"]) for c in cells})
+    total = np.zeros((len(labels), len(lengths)))
+    weight = np.zeros_like(total)
+    for c in cells:
+        i, j = labels.index(str(c[rows])), lengths.index(int(c["length"]))
+        total[i, j] += float(c[value]) * c.get("n", 1)
+        weight[i, j] += c.get("n", 1)
+    grid = np.where(weight > 0, total / np.maximum(weight, 1), np.nan)
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, max(1.6, 0.32 * len(labels) + 1.0)))
+    image = ax.imshow(grid, cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto", origin="upper")
+    for (i, j), v in np.ndenumerate(grid):
+        if np.isfinite(v):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6)
+    ax.set_yticks(range(len(labels)), labels)
+    _length_axis(ax, lengths, window)
     if title:
         ax.set_title(title)
-    fig.colorbar(image, ax=ax, label="accuracy")
+    fig.colorbar(image, ax=ax, label=value)
     return fig

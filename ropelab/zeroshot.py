@@ -1,0 +1,321 @@
+"""Zero-shot extension of a real pretrained model: every method past the model's window, on the same tokens.
+
+The real-model experiment of notebook 06 (profiles in ``configs/zeroshot/``). A pretrained model (SmolLM2-135M,
+trained to L = 8192) is given each extension plan *without fine-tuning* and scored on held-out text and synthetic
+retrieval prompts that are the same for every method:
+
+* **perplexity against length**, truncated protocol: the first n tokens of each held-out document, for every n of
+  ``ppl_lengths``. For a causal model whose RoPE does not depend on the sequence length (every static plan), the
+  loss of token t depends on tokens < t only, so *one* forward pass over the longest length gives the truncated
+  perplexity at every shorter length too: ``ppl(n) = exp(sum_{t<n} nll_t / (n - 1))`` (tested against
+  :func:`ropelab.eval.perplexity.perplexity`). Length-dependent plans (dynamic NTK) are refused;
+* **retention** inside the window: ``ppl(method, n) / ppl(none, n)`` for n <= L, from the same numbers;
+* **retrieval**: passkey (:mod:`ropelab.eval.passkey`) and needle-in-a-haystack (:mod:`ropelab.eval.niah`) over a
+  lengths x depths grid, for the ``retrieval`` subset of variants.
+
+The model and every document are loaded and tokenised once for all methods; a plan is applied and removed in place
+(:func:`ropelab.eval.loading.plan_applied`). Every result is cached in ``$ROPELAB_CACHE/zeroshot/`` under a key of
+everything that decides its numbers (model, dtype, threads, plan, tokens, evaluation settings, torch version), so
+a notebook re-run with warm caches only draws the figures, and a changed setting recomputes only what it touches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ropelab.config import load_config
+
+STATIC_ONLY = ("dynamic_ntk",)
+DTYPES = ("float32", "bfloat16", "float16")  # plans whose frequencies change with the sequence length
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    """The passkey and NIAH grid (the same prompts for every variant)."""
+
+    variants: tuple = ()  # labels of the variants scored on retrieval (a subset of ``variants``; () = all)
+    lengths: tuple = (4096, 8192, 12288, 16384)  # prompt lengths in tokens
+    passkey_depths: tuple = (0.5,)  # key depth (fraction of the filler before the key)
+    passkey_trials: int = 2  # keys per (length, depth) cell
+    niah_depths: tuple = (0.5,)  # needle depth in the Paul Graham essays
+    seed: int = 0  # passkey keys
+
+    def __post_init__(self) -> None:
+        for name in ("variants", "lengths", "passkey_depths", "niah_depths"):
+            object.__setattr__(self, name, tuple(getattr(self, name) or ()))
+        _check_lengths("retrieval.lengths", self.lengths, allow_empty=True)
+        for name in ("passkey_depths", "niah_depths"):
+            bad = [d for d in getattr(self, name) if not 0.0 <= float(d) <= 1.0]
+            if bad:
+                raise ValueError(f"retrieval.{name} must be fractions in [0, 1], got {bad[0]!r}")
+        if isinstance(self.passkey_trials, bool) or not isinstance(self.passkey_trials, int) or self.passkey_trials < 1:
+            raise ValueError(f"retrieval.passkey_trials must be an integer >= 1, got {self.passkey_trials!r}")
+
+
+@dataclass(frozen=True)
+class ZeroShotConfig:
+    """One zero-shot profile (``configs/zeroshot/<name>.yaml``)."""
+
+    name: str = "quick"  # label of the profile
+    model: str = "smollm2-135m"  # the pretrained model: smollm2-135m (offline), a local folder or a hub id
+    dtype: str = "bfloat16"  # weights and activations; the CPU's AVX-512 BF16 runs a 4k forward ~1.8x faster
+    threads: int = 2  # torch threads, pinned while the work runs (the numbers depend on it)
+    device: str = "cpu"  # torch device; "auto": cuda when torch sees a GPU
+    target_length: int = 16384  # L' of every plan
+    corpus: str = "shakespeare"  # ropelab.data corpus of the perplexity documents
+    split: str = "test"  # held-out split (a fixed hash of each document id)
+    docs: int = 3  # first N documents of the split that are at least max(ppl_lengths) tokens long
+    ppl_lengths: tuple = (2048, 4096, 8192, 12288, 16384)  # truncated-perplexity lengths in tokens
+    variants: dict = field(default_factory=lambda: {"none": {"method": "none"}})  # label -> {method, options...}
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ppl_lengths", tuple(int(n) for n in self.ppl_lengths))
+        _check_lengths("ppl_lengths", self.ppl_lengths)
+        if not isinstance(self.variants, Mapping) or not self.variants:
+            raise ValueError(f"variants must be a non-empty mapping label -> {{method: ..}}, got {self.variants!r}")
+        for label, spec in self.variants.items():
+            if not isinstance(spec, Mapping) or "method" not in spec:
+                raise ValueError(f"variant {label!r} needs a 'method' key, got {spec!r}")
+            if spec["method"] in STATIC_ONLY:
+                raise ValueError(f"variant {label!r}: method {spec['method']!r} depends on the sequence length; "
+                                 f"the one-pass perplexity needs a static plan")
+        unknown = [v for v in self.retrieval.variants if v not in self.variants]
+        if unknown:
+            raise ValueError(f"retrieval variant {unknown[0]!r} is not in variants ({', '.join(self.variants)})")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype {self.dtype!r} is not allowed; allowed: {', '.join(DTYPES)}")
+        for name in ("threads", "docs", "target_length"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+    @property
+    def retrieval_variants(self) -> tuple:
+        return self.retrieval.variants or tuple(self.variants)
+
+
+def load_zeroshot_config(source: str | Path | Mapping = "quick",
+                         overrides: Mapping[str, Any] | None = None) -> ZeroShotConfig:
+    """A ZeroShotConfig from a profile name (configs/zeroshot/<name>.yaml), a YAML path or a dict."""
+    if isinstance(source, str) and "/" not in source and not source.endswith((".yaml", ".yml")):
+        source = f"zeroshot/{source}"
+    return load_config(ZeroShotConfig, source, overrides)
+
+
+def _check_lengths(name: str, lengths: Sequence, allow_empty: bool = False) -> None:
+    if not lengths and not allow_empty:
+        raise ValueError(f"{name} must list at least one length")
+    bad = [n for n in lengths if isinstance(n, bool) or not isinstance(n, int) or n < 2]
+    if bad:
+        raise ValueError(f"{name} must be integers >= 2 (tokens), got {bad[0]!r}")
+
+
+# --- perplexity at every prefix length from one pass -------------------------------------------------------
+
+
+def prefix_nll(model: Any, ids: Sequence[int]) -> np.ndarray:
+    """NLL (float64) of tokens ``ids[1:]`` given everything before them, from one forward pass, shape (n - 1,)."""
+    import torch
+
+    from ropelab.eval.perplexity import token_nll
+
+    device = next(model.parameters()).device
+    x = torch.as_tensor(np.asarray(ids, dtype=np.int64)[None], device=device)  # (1, n)
+    with torch.inference_mode():
+        hidden = model.get_decoder()(input_ids=x, use_cache=False).last_hidden_state[0, :-1]  # (n - 1, H)
+        return token_nll(model, hidden, x[0, 1:]).cpu().numpy()  # (n - 1,)
+
+
+def prefix_perplexities(nll: Sequence[np.ndarray], lengths: Sequence[int]) -> list[dict[str, Any]]:
+    """Truncated perplexity at each length, pooled over documents per token, from per-token NLLs.
+
+    ``nll[d]`` holds the NLL of tokens 1..n_d of document d (:func:`prefix_nll`); length n scores tokens 1..n-1 of
+    every document, so each document weighs n - 1 tokens.
+    """
+    rows = []
+    for n in lengths:
+        if any(len(d) < n - 1 for d in nll):
+            raise ValueError(f"length {n} is longer than a scored document ({min(len(d) for d in nll) + 1} tokens)")
+        total = float(sum(d[: n - 1].sum() for d in nll))
+        count = (n - 1) * len(nll)
+        rows.append({"length": int(n), "ppl": math.exp(total / count), "nll": total / count, "n_tokens": count,
+                     "n_docs": len(nll)})
+    return rows
+
+
+# --- the experiment ----------------------------------------------------------------------------------------
+
+
+def run_zero_shot(cfg: ZeroShotConfig, progress: bool = True, cache: bool = True) -> dict[str, Any]:
+    """Every variant of ``cfg`` zero-shot on the same tokens; returns ``{"ppl": rows, "passkey": cells, ...}``.
+
+    Rows carry ``method`` (the variant's label), ``length`` and the scores; ``seconds`` is the compute time of
+    the part that was not cached (0 for cached parts), kept out of the figures' CSVs by the caller.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from ropelab.data import document_tokens, tokenizer_fingerprint
+    from ropelab.eval.loading import model_spec, plan_applied
+    from ropelab.methods import make_plan
+    from ropelab.models import load_model
+
+    dtype = getattr(torch, cfg.dtype)
+    with pinned_threads(cfg.threads):
+        model, tokenizer = load_model(cfg.model, dtype=dtype)
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+        model = model.to(device)
+        spec = model_spec(model)
+        plans = {label: None if v["method"] == "none" else make_plan(
+            v["method"], spec, cfg.target_length, **{k: x for k, x in v.items() if k != "method"})
+            for label, v in cfg.variants.items()}
+        need = max(cfg.ppl_lengths)
+        docs = [(d, ids[:need]) for d, ids in document_tokens(cfg.corpus, cfg.split, tokenizer) if len(ids) >= need]
+        if len(docs) < cfg.docs:
+            raise ValueError(f"{cfg.corpus}/{cfg.split} has {len(docs)} documents of >= {need} tokens, "
+                             f"fewer than docs={cfg.docs}")
+        docs = docs[: cfg.docs]
+        base = {"version": CACHE_VERSION, "model": cfg.model, "dtype": cfg.dtype, "threads": cfg.threads,
+                **({"device": device} if device != "cpu" else {}),
+                "torch": torch.__version__, "tokenizer": tokenizer_fingerprint(tokenizer),
+                "weights": _weights_fingerprint(model)}
+        out: dict[str, Any] = {"ppl": [], "passkey": [], "niah": [], "plans": plans, "docs": [d for d, _ in docs],
+                               "window": spec.original_length}
+        jobs = [(label, "ppl") for label in cfg.variants]
+        jobs += [(label, kind) for label in cfg.retrieval_variants for kind in ("passkey", "niah")
+                 if cfg.retrieval.lengths]
+        bar = tqdm(jobs, desc="zero-shot", disable=not progress)
+        for label, kind in bar:
+            bar.set_postfix_str(f"{label} {kind}")
+            plan = plans[label]
+            settings = {**base, "kind": kind, "plan": plan.to_dict() if plan is not None else None,
+                        **_settings(cfg, kind, docs)}
+            result = _cached(settings, cache)
+            if result is None:
+                start = time.perf_counter()
+                with plan_applied(model, plan):
+                    result = _evaluate(kind, model, tokenizer, cfg, docs)
+                result["seconds"] = time.perf_counter() - start
+                _store(settings, result, cache)
+            else:
+                result["seconds"] = 0.0
+            _collect(out, kind, label, result, cfg)
+    return out
+
+
+def _settings(cfg: ZeroShotConfig, kind: str, docs: Sequence[tuple[str, np.ndarray]]) -> dict[str, Any]:
+    if kind == "ppl":
+        digest = hashlib.sha256(b"".join(np.asarray(ids, dtype=np.int64).tobytes() for _, ids in docs)).hexdigest()
+        return {"docs": [d for d, _ in docs], "tokens": digest, "length": int(max(cfg.ppl_lengths))}
+    r = cfg.retrieval
+    if kind == "passkey":
+        return {"lengths": list(r.lengths), "depths": list(r.passkey_depths), "trials": r.passkey_trials,
+                "seed": r.seed}
+    return {"lengths": list(r.lengths), "depths": list(r.niah_depths)}
+
+
+def _evaluate(kind: str, model: Any, tokenizer: Any, cfg: ZeroShotConfig,
+              docs: Sequence[tuple[str, np.ndarray]]) -> dict[str, Any]:
+    r = cfg.retrieval
+    if kind == "ppl":
+        return {"nll": [prefix_nll(model, ids).tolist() for _, ids in docs]}
+    if kind == "passkey":
+        from ropelab.eval.passkey import evaluate_passkey
+
+        rows, summary = evaluate_passkey(model, tokenizer, lengths=r.lengths, depths=r.passkey_depths,
+                                         trials=r.passkey_trials, seed=r.seed, progress=False)
+    else:
+        from ropelab.eval.niah import evaluate_niah
+
+        rows, summary = evaluate_niah(model, tokenizer, lengths=r.lengths, depths=r.niah_depths, progress=False)
+    return {"rows": rows, "cells": summary["cells"]}
+
+
+def _collect(out: dict[str, Any], kind: str, label: str, result: Mapping[str, Any], cfg: ZeroShotConfig) -> None:
+    if kind == "ppl":
+        nll = [np.asarray(d, dtype=np.float64) for d in result["nll"]]
+        rows = prefix_perplexities(nll, cfg.ppl_lengths)
+        out["ppl"] += [{"method": label, **row, "seconds": result["seconds"]} for row in rows]
+    else:
+        out[kind] += [{"method": label, **cell} for cell in result["cells"]]
+        out.setdefault(f"{kind}_rows", []).extend({"method": label, **row} for row in result["rows"])
+
+
+def with_retention(rows: Sequence[Mapping[str, Any]], window: int) -> list[dict[str, Any]]:
+    """Rows inside the window (length <= ``window``) with ``ratio = ppl / ppl(none)`` at the same length."""
+    base = {r["length"]: r["ppl"] for r in rows if r["method"] == "none"}
+    return [{**r, "ratio": r["ppl"] / base[r["length"]]} for r in rows
+            if r["length"] <= window and r["length"] in base]
+
+
+# --- threads and the result cache ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def pinned_threads(n: int) -> Iterator[None]:
+    """Run a block with exactly ``n`` torch threads, and restore the previous number afterwards."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _weights_fingerprint(model: Any) -> str:
+    """A short hash of the model's config and a sample of its weights (cheap; a different model gives another)."""
+    import torch
+
+    h = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
+    for _, p in list(model.named_parameters())[:: max(1, len(list(model.parameters())) // 8)]:
+        h.update(p.detach().flatten()[:4096].to(torch.float32).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _cache_path(settings: Mapping[str, Any]) -> Path:
+    from ropelab.models import cache_folder
+
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    return cache_folder() / "zeroshot" / f"{settings['kind']}-{key}.json"
+
+
+def _cached(settings: Mapping[str, Any], enabled: bool) -> dict[str, Any] | None:
+    path = _cache_path(settings)
+    if not enabled or not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def _store(settings: Mapping[str, Any], result: Mapping[str, Any], enabled: bool) -> None:
+    if not enabled:
+        return
+    path = _cache_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
+        json.dump({k: v for k, v in result.items() if k != "seconds"}, f, default=_plain)
+    os.replace(f.name, path)
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.asdict(obj)
+    raise TypeError(f"cannot store {type(obj).__name__} in the zero-shot cache")

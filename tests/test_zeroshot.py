@@ -1,0 +1,109 @@
+"""The zero-shot experiment: one-pass prefix perplexity equals the truncated protocol, configs refuse bad input,
+results are cached on everything that decides them."""
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import ropelab
+from ropelab.config import CONFIG_DIR
+from ropelab.eval.loading import plan_applied
+from ropelab.eval.perplexity import perplexity
+from ropelab.models import random_model, word_tokenizer
+from ropelab.zeroshot import (
+    ZeroShotConfig,
+    load_zeroshot_config,
+    prefix_nll,
+    prefix_perplexities,
+    run_zero_shot,
+    with_retention,
+)
+
+
+def _docs(lengths, seed=0):
+    rng = np.random.default_rng(seed)
+    return [(f"d{i}", rng.integers(3, 128, size=n)) for i, n in enumerate(lengths)]
+
+
+@pytest.mark.parametrize("method", ["none", "yarn", "dprope"])
+def test_one_pass_prefix_perplexity_equals_the_truncated_protocol_at_every_length(method):
+    model = random_model("llama", original_length=64)
+    docs = _docs([300, 257, 411])  # unequal lengths: pooling per token, not per document, is what is tested
+    plan = None if method == "none" else ropelab.make_plan(method, ropelab.RopeSpec.from_hf_config(model.config), 256)
+    lengths = [16, 64, 100, 256]
+    with plan_applied(model, plan):
+        nll = [prefix_nll(model, ids[:256]) for _, ids in docs]
+        rows = prefix_perplexities(nll, lengths)
+        expected = [perplexity(model, docs, n, protocol="truncated", progress=False) for n in lengths]
+    assert len(nll[0]) == 255
+    for row, ref in zip(rows, expected):
+        assert row["length"] == ref.length and row["n_tokens"] == ref.n_tokens == 3 * (ref.length - 1)
+        assert row["ppl"] == pytest.approx(ref.ppl, rel=1e-5)
+
+
+def test_prefix_perplexity_pools_tokens_over_documents():
+    nll = [np.array([1.0, 1.0, 1.0]), np.array([3.0, 3.0, 3.0, 9.0])]
+    row, = prefix_perplexities(nll, [4])
+    assert row["nll"] == pytest.approx(2.0) and row["n_tokens"] == 6
+    with pytest.raises(ValueError, match="length 5 is longer"):
+        prefix_perplexities(nll, [5])
+
+
+def test_retention_is_the_ratio_to_the_unextended_model_inside_the_window():
+    rows = [{"method": "none", "length": 8, "ppl": 10.0}, {"method": "pi", "length": 8, "ppl": 15.0},
+            {"method": "pi", "length": 32, "ppl": 30.0}, {"method": "none", "length": 32, "ppl": 60.0}]
+    out = with_retention(rows, window=16)
+    assert [(r["method"], r["ratio"]) for r in out] == [("none", 1.0), ("pi", 1.5)]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"variants": {"d": {"method": "dynamic_ntk"}}}, "depends on the sequence length"),
+    ({"variants": {"d": {"factor": 2}}}, "needs a 'method' key"),
+    ({"variants": {}}, "non-empty mapping"),
+    ({"ppl_lengths": [1]}, "integers >= 2"),
+    ({"retrieval": {"variants": ["ntk"]}}, "retrieval variant .ntk. is not in variants"),
+    ({"retrieval": {"passkey_depths": [1.5]}}, r"fractions in \[0, 1\]"),
+    ({"retrieval": {"passkey_trials": True}}, "passkey_trials must be an integer"),
+    ({"threads": True}, "threads must be an integer"),
+    ({"docs": 0}, "docs must be an integer"),
+    ({"dtype": "float8"}, "dtype 'float8' is not allowed"),
+])
+def test_bad_profiles_are_refused_in_one_line(overrides, message):
+    base = yaml.safe_load((CONFIG_DIR / "zeroshot" / "quick.yaml").read_text())
+    with pytest.raises(ValueError, match=message):
+        load_zeroshot_config({**base, **overrides})
+
+
+def test_the_committed_profiles_load():
+    for name in ("quick", "full"):
+        cfg = load_zeroshot_config(name)
+        assert isinstance(cfg, ZeroShotConfig) and "none" in cfg.variants
+        assert max(cfg.ppl_lengths) > 8192  # both profiles reach past SmolLM2's window
+
+
+def test_a_run_is_cached_and_the_cache_is_keyed_on_the_plan(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROPELAB_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "model"
+    random_model("llama", original_length=64).save_pretrained(folder)
+    word_tokenizer().save_pretrained(folder)
+    text = tmp_path / "text"
+    text.mkdir()
+    rng = np.random.default_rng(0)
+    (text / "a.txt").write_text(" ".join(f"w{i}" for i in rng.integers(3, 128, size=400)))
+    settings = {"model": str(folder), "dtype": "float32", "threads": 1, "target_length": 256,
+                "corpus": f"text:{text}", "split": "all", "docs": 1, "ppl_lengths": [32, 64, 200],
+                "variants": {"none": {"method": "none"}, "yarn": {"method": "yarn"}},
+                "retrieval": {"variants": ["yarn"], "lengths": [128], "passkey_trials": 1}}
+    cfg = load_zeroshot_config(settings)
+    first = run_zero_shot(cfg, progress=False)
+    assert {r["method"] for r in first["ppl"]} == {"none", "yarn"}
+    assert all(r["seconds"] > 0 for r in first["ppl"])
+    assert [c["method"] for c in first["passkey"]] == ["yarn"] and first["niah"][0]["length"] == 128
+    again = run_zero_shot(cfg, progress=False)
+    assert all(r["seconds"] == 0 for r in again["ppl"])  # from the cache
+    assert [r["ppl"] for r in again["ppl"]] == [r["ppl"] for r in first["ppl"]]
+    other = run_zero_shot(load_zeroshot_config({**settings, "variants": {"pi": {"method": "pi"}},
+                                                "retrieval": {"lengths": []}}), progress=False)
+    assert all(r["seconds"] > 0 for r in other["ppl"])  # a new plan is a new key
+    assert torch.get_num_threads() >= 1
