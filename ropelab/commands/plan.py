@@ -33,6 +33,7 @@ def add_method_arguments(parser: argparse.ArgumentParser, required: bool = True)
     grp.add_argument("--precision", default="exact", help="exact, or float32 as the authors' release")
     grp.add_argument("--threshold", type=float, help="dprope: interpolate where D_extrap > D_interp + t")
     grp.add_argument("--n-hat", type=int, help="dprope: number of interpolated dimensions")
+    grp.add_argument("--beta", type=float, help="dprope_robust: pairs with more turns in L always extrapolate")
     grp.add_argument("--factor", type=float, help="pi/ntk/yarn/llama3/dynamic_ntk scale (default L'/L)")
     grp.add_argument("--beta-fast", type=float, help="yarn")
     grp.add_argument("--beta-slow", type=float, help="yarn")
@@ -59,7 +60,7 @@ def spec_from_args(args: argparse.Namespace) -> RopeSpec:
 
 def method_options_from_args(args: argparse.Namespace) -> dict:
     """Method options given on the command line (only those set)."""
-    names = ["threshold", "n_hat", "factor", "beta_fast", "beta_slow", "attention_factor", "low_freq_factor",
+    names = ["beta", "threshold", "n_hat", "factor", "beta_fast", "beta_slow", "attention_factor", "low_freq_factor",
              "high_freq_factor", "length"]
     options = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     if getattr(args, "factors", None):
