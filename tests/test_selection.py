@@ -49,3 +49,107 @@ def test_robust_bad_beta(beta):
     with pytest.raises(ValueError, match="beta must be a number of turns > 0, got") as err:
         make_plan("dprope_robust", LLAMA2, 8192, beta=beta)
     assert "\n" not in str(err.value)
+
+
+# --- continuous per-pair factors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec,target", [(LLAMA2, 8192), (LLAMA2, 16384), (SMOLLM2, 16384)])
+def test_continuous_within_bounds_never_worse_than_argmin(spec, target):
+    s = target / spec.original_length
+    argmin = make_plan("dprope", spec, target)
+    plan = make_plan("dprope_continuous", spec, target, beta=None)
+    f = np.array(plan.factors)
+    assert (f >= 1).all() and (f <= s).all()
+    assert (np.array(plan.disturbance_per_pair) <= np.array(argmin.disturbance_per_pair) + 1e-15).all()
+    # where the argmin's margin is large the continuum agrees with it
+    margin = np.array(argmin.details["d_extrap"]) - np.array(argmin.details["d_interp"])
+    large = np.abs(margin) > 0.05
+    assert large.sum() >= 10  # input sanity
+    np.testing.assert_allclose(f[large], np.array(argmin.factors)[large], rtol=1e-9)
+
+
+def test_continuous_plan_disturbance_is_its_frequencies_rescored():
+    from ropelab.methods import disturbance_per_pair
+
+    plan = make_plan("dprope_continuous", LLAMA2, 16384, beta=None, min_factor=1.5, max_factor=3.0)
+    assert min(plan.factors) >= 1.0 and max(plan.factors) <= 3.0
+    searched = plan.details["searched"]
+    assert searched == list(range(64)) and plan.details["evaluations"] == 9 + 2 + 6  # input sanity
+    assert {round(f, 6) for f in plan.factors} - {1.5, 3.0}  # some pair lands strictly inside the bounds
+    rescored = disturbance_per_pair(LLAMA2, plan.inv_freq, 16384, Scoring())
+    np.testing.assert_allclose(rescored, plan.disturbance_per_pair, rtol=1e-12)
+
+
+def test_continuous_guard_keeps_fast_pairs():
+    turns = LLAMA2.original_length / LLAMA2.wavelengths()
+    plan = make_plan("dprope_continuous", LLAMA2, 16384)  # beta = 32 by default
+    f = np.array(plan.factors)
+    assert (f[turns > 32] == 1).all() and plan.details["searched"] == np.flatnonzero(turns <= 32).tolist()
+
+
+@pytest.mark.parametrize("options,match", [
+    ({"min_factor": 0.5}, "factor bounds must satisfy 1 <= min_factor < max_factor <= s = 4"),
+    ({"max_factor": 5.0}, "factor bounds must satisfy"),
+    ({"min_factor": 3.0, "max_factor": 2.0}, "factor bounds must satisfy"),
+    ({"points": 1}, "points must be an integer >= 2, got 1"),
+    ({"refine": -1}, "refine must be an integer >= 0, got -1"),
+])
+def test_continuous_bad_input(options, match):
+    with pytest.raises(ValueError, match=match) as err:
+        make_plan("dprope_continuous", LLAMA2, 16384, **options)
+    assert "\n" not in str(err.value)
+
+
+# --- per-pair choice among candidate strategies -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec,target", [(LLAMA2, 8192), (LLAMA2, 16384), (SMOLLM2, 16384)])
+def test_candidates_extrapolate_pi_is_the_argmin_exactly(spec, target):
+    argmin = make_plan("dprope", spec, target)
+    plan = make_plan("dprope_candidates", spec, target, candidates="extrapolate,pi")
+    assert plan.factors == argmin.factors and plan.disturbance_per_pair == argmin.disturbance_per_pair
+
+
+def test_candidates_pick_the_least_disturbance_per_pair():
+    plan = make_plan("dprope_candidates", LLAMA2, 16384, candidates="ntk,yarn,llama3,extrapolate,pi")
+    names = plan.details["candidates"]
+    scores = np.array([plan.details[f"d_{c}"] for c in names])  # (C, P)
+    assert scores.shape == (5, 64)  # input sanity
+    np.testing.assert_array_equal(plan.disturbance_per_pair, scores.min(axis=0))
+    # each pair's factor is its chosen candidate's factor
+    yarn = np.array(make_plan("yarn", LLAMA2, 16384).factors)
+    for i, choice in enumerate(plan.details["choice"]):
+        if choice == "yarn":
+            assert plan.factors[i] == pytest.approx(yarn[i])
+
+
+@pytest.mark.parametrize("candidates", ["pi,clex", "", "pi,pi"])
+def test_candidates_bad_names(candidates):
+    with pytest.raises(ValueError, match="candidates must be distinct names among extrapolate, pi, ntk, yarn, llama3"):
+        make_plan("dprope_candidates", LLAMA2, 8192, candidates=candidates)
+
+
+# --- attention temperature for every static method -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["pi", "ntk", "llama3", "dprope", "dprope_robust", "none"])
+def test_attention_temperature(method):
+    import math
+
+    plan = make_plan(method, LLAMA2, 16384, attention_temperature=True)
+    assert plan.attention_factor == pytest.approx(0.1 * math.log(4) + 1)
+    assert make_plan(method, LLAMA2, 16384, attention_temperature=1.2).attention_factor == 1.2
+    assert plan.options["attention_temperature"] is True
+    assert make_plan(method, LLAMA2, 16384, **plan.options) == plan  # the options rebuild the plan
+    assert make_plan("yarn", LLAMA2, 16384, attention_temperature=False).attention_factor == 1.0
+
+
+@pytest.mark.parametrize("method,options,match", [
+    ("dynamic_ntk", {"attention_temperature": True}, "attention_temperature needs a static method"),
+    ("yarn", {"attention_temperature": True, "attention_factor": 1.1}, "give attention_temperature or attention_f"),
+    ("pi", {"attention_temperature": -1.0}, "attention_temperature must be true, false or a number > 0, got -1.0"),
+])
+def test_attention_temperature_bad_input(method, options, match):
+    with pytest.raises(ValueError, match=match):
+        make_plan(method, LLAMA2, 8192, **options)
