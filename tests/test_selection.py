@@ -153,3 +153,56 @@ def test_attention_temperature(method):
 def test_attention_temperature_bad_input(method, options, match):
     with pytest.raises(ValueError, match=match):
         make_plan(method, LLAMA2, 8192, **options)
+
+
+# --- search against a measured objective --------------------------------------------------------------------------
+
+
+def tiny_objective():
+    """Perplexity of a tiny random llama (window 64) on fixed tokens, 256 long, with a plan applied."""
+    import torch
+
+    from ropelab.eval.loading import plan_applied
+    from ropelab.eval.perplexity import perplexity
+    from ropelab.models import random_model
+
+    model = random_model("llama", original_length=64)
+    ids = torch.randint(3, 128, (256,), generator=torch.Generator().manual_seed(0)).numpy()
+    calls = []
+
+    def objective(plan):
+        calls.append(plan)
+        with plan_applied(model, plan), torch.no_grad():
+            return perplexity(model, [("doc", ids)], 256, protocol="truncated", progress=False).ppl
+
+    return model, objective, calls
+
+
+def test_search_improves_a_real_objective_within_budget():
+    from ropelab.search import coordinate_search
+
+    model, objective, calls = tiny_objective()
+    spec = RopeSpec.from_hf_config(model.config)
+    assert (spec.n_pairs, spec.original_length) == (8, 64)  # input sanity
+    plan = coordinate_search(objective, spec, 256, budget=12, bins=36, progress=False)
+    search = plan.details["search"]
+    assert len(calls) == search["evaluations"] <= 12 and len(search["curve"]) == search["evaluations"]
+    assert search["start"] == "dprope" and calls[0].factors == make_plan("dprope", spec, 256, bins=36).factors
+    curve = search["curve"]
+    assert all(b <= a for a, b in zip(curve, curve[1:])) and search["objective"] == curve[-1] < curve[0]
+    assert all(1.0 <= f <= 4.0 for f in plan.factors)
+    assert objective(plan) == pytest.approx(search["objective"], rel=1e-9)  # the plan is what was measured
+    again = make_plan(plan.method, spec, 256, bins=36, **plan.options)
+    assert again.factors == plan.factors and again.attention_factor == plan.attention_factor
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"budget": 0}, "budget must be a positive integer \\(objective evaluations\\), got 0"),
+    ({"values": [0.5, 2.0]}, "values must be factors in \\[1, s = 4\\]"),
+])
+def test_search_bad_input(kwargs, match):
+    from ropelab.search import coordinate_search
+
+    with pytest.raises(ValueError, match=match) as err:
+        coordinate_search(lambda plan: 0.0, LLAMA2, 16384, progress=False, **kwargs)
+    assert "\n" not in str(err.value)
