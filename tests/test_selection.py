@@ -1,5 +1,7 @@
 """ropelab's own selection methods beside DPRoPE: the turns-guarded variant (and, below, the others)."""
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -189,7 +191,7 @@ def test_search_improves_a_real_objective_within_budget():
     assert len(calls) == search["evaluations"] <= 12 and len(search["curve"]) == search["evaluations"]
     assert search["start"] == "dprope" and calls[0].factors == make_plan("dprope", spec, 256, bins=36).factors
     curve = search["curve"]
-    assert all(b <= a for a, b in zip(curve, curve[1:])) and search["objective"] == curve[-1] < curve[0]
+    assert all(b <= a for a, b in itertools.pairwise(curve)) and search["objective"] == curve[-1] < curve[0]
     assert all(1.0 <= f <= 4.0 for f in plan.factors)
     assert objective(plan) == pytest.approx(search["objective"], rel=1e-9)  # the plan is what was measured
     again = make_plan(plan.method, spec, 256, bins=36, **plan.options)
