@@ -431,7 +431,8 @@ def dprope_continuous(spec: RopeSpec, target_length: int, scoring: Scoring, poin
             return disturbance_per_pair(spec, inv / f, target_length, scoring, ref)
 
         grid = np.geomspace(low, high, points)  # (K,)
-        scores = np.stack([score(np.full(searched.size, g)) for g in grid])  # (K, P)
+        # (K, P); at factor 1 it is D_extrap, already measured
+        scores = np.stack([d_extrap[searched] if g == 1.0 else score(np.full(searched.size, g)) for g in grid])
         k = np.argmin(scores, axis=0)  # (P,) first minimum: ties go to the smaller factor
         f_best, d_best = grid[k], scores[k, np.arange(searched.size)]
         lo, hi = np.log(grid[np.maximum(k - 1, 0)]), np.log(grid[np.minimum(k + 1, points - 1)])  # (P,) brackets
@@ -452,7 +453,7 @@ def dprope_continuous(spec: RopeSpec, target_length: int, scoring: Scoring, poin
             f_best, d_best = np.where(better, np.exp(x), f_best), np.where(better, fx, d_best)
         factors[searched], best[searched] = np.clip(f_best, low, high), d_best
     details = {"d_extrap": d_extrap.tolist(), "searched": searched.tolist(),
-               "evaluations": points + 2 + refine if searched.size else 0}
+               "evaluations": points + 2 + refine - (low == 1.0) if searched.size else 0}
     return Extension(factors, 1.0, details, best)
 
 

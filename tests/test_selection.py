@@ -77,7 +77,7 @@ def test_continuous_plan_disturbance_is_its_frequencies_rescored():
     plan = make_plan("dprope_continuous", LLAMA2, 16384, beta=None, min_factor=1.5, max_factor=3.0)
     assert min(plan.factors) >= 1.0 and max(plan.factors) <= 3.0
     searched = plan.details["searched"]
-    assert searched == list(range(64)) and plan.details["evaluations"] == 9 + 2 + 6  # input sanity
+    assert searched == list(range(64)) and plan.details["evaluations"] == 9 + 2 + 6  # input sanity (min_factor 1.5: no reuse of D_extrap)
     assert {round(f, 6) for f in plan.factors} - {1.5, 3.0}  # some pair lands strictly inside the bounds
     rescored = disturbance_per_pair(LLAMA2, plan.inv_freq, 16384, Scoring())
     np.testing.assert_allclose(rescored, plan.disturbance_per_pair, rtol=1e-12)
