@@ -7,6 +7,7 @@ The reference does what the authors' released selector does (DPRoPE/DPRope.py): 
     python benchmarks/bench_plan.py --quick    # the naive side on a 1/8 slice of the pairs, scaled up
 
 Targets (issue 2): >= 1000x faster than the naive loop on LLaMA2 4k->8k, and a 1M-token plan in under 2 s.
+Continuous per-pair factors (issue 11, dprope_continuous): LLaMA2 4k->8k under 1 s on one thread, 1M under 10 s.
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ def main() -> None:
     print(f"{'ropelab exact':<34} {fast:>10.4f} {naive / fast:>10.0f}")
     print(f"{'ropelab float32 (release parity)':<34} {fast32:>10.4f} {naive / fast32:>10.0f}")
     print(f"same choices as the naive loop: {agree}   target: >= 1000x")
+    for options in ({}, {"beta": None}):
+        seconds = best_of(lambda options=options: make_plan("dprope_continuous", spec, 8192, **options), repeat=3)
+        print(f"{'dprope_continuous ' + str(options):<34} {seconds:>10.4f}   target: < 1 s")
 
     torch.set_num_threads(torch.get_num_threads())
     print("\nLong targets, exact angles (all threads)")
@@ -79,6 +83,8 @@ def main() -> None:
         preset = RopeSpec.preset(name)
         seconds = best_of(lambda preset=preset, target=target: make_plan("dprope", preset, target), repeat=2)
         print(f"{name:<14} {preset.original_length:>6} -> {target:>8}: {seconds:6.2f} s   target: < 2 s")
+        seconds = best_of(lambda preset=preset, target=target: make_plan("dprope_continuous", preset, target), repeat=1)
+        print(f"{'  continuous':<14} {'':>6}    {'':>8}: {seconds:6.2f} s   target: < 10 s")
 
 
 if __name__ == "__main__":

@@ -5,11 +5,12 @@ embedding is then rebuilt *by transformers itself* from that config, so the freq
 those a fresh ``from_pretrained`` computes, with no ropelab import needed at load time. ``apply_plan`` then checks
 the frequencies transformers uses at the target length against ``plan.inv_freq``.
 
-Mapping (transformers v5 ``ROPE_INIT_FUNCTIONS``):
+Mapping (transformers v5 ``ROPE_INIT_FUNCTIONS``), recorded per method in the registry (``ropelab.methods``):
     pi -> linear; yarn -> yarn; dynamic_ntk -> dynamic; llama3 -> llama3; ntk -> default with the new base;
-    none -> default; dprope, longrope -> longrope with short_factor = long_factor = factors and an explicit
-    attention_factor (1 for DPRoPE: no temperature). Model classes that accept only default/longrope (Phi-3)
-    get pi, yarn and llama3 as longrope with their per-pair factors: the same frequencies.
+    none -> default; every other method (dprope and its variants, longrope) -> longrope with short_factor =
+    long_factor = factors and an explicit attention_factor (1 for DPRoPE: no temperature). A plan with an attention
+    temperature its native type cannot carry, and model classes that accept only default/longrope (Phi-3), get
+    the same frequencies as longrope.
 
 Serving (docs/serving.md): ``vllm_hf_overrides`` (vLLM's longrope reads short/long_mscale, not
 attention_factor) and ``gguf_rope_tensors`` / ``gguf_rope_metadata`` (llama.cpp's per-pair factor tensors).
@@ -26,43 +27,30 @@ import numpy as np
 import torch
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
+from ropelab.methods import native_rope_parameters
 from ropelab.plan import RopePlan
 from ropelab.spec import RopeSpec
+
+# rope types every consumer reads (``default``) or that have no static per-pair form (``dynamic``)
+ALWAYS_NATIVE = ("default", "dynamic")
 
 
 def rope_parameters(plan: RopePlan, native: bool = True) -> dict[str, Any]:
     """The ``config.rope_parameters`` dict that makes stock transformers compute ``plan``'s frequencies.
 
-    ``native=False`` writes every static plan as ``longrope`` (per-pair factors, explicit attention factor): the
+    The method's native type comes from the registry (``ropelab.methods.native_rope_parameters``); a method without
+    one, or a plan whose attention factor its native type cannot carry, is written as ``longrope``.
+    ``native=False`` writes every other static plan as ``longrope`` (per-pair factors, explicit attention factor): the
     form for model classes that accept only ``default``/``longrope`` (Phi-3) and for vLLM / llama.cpp.
     """
-    spec, opts = plan.spec, plan.options
+    spec = plan.spec
     params: dict[str, Any] = {"rope_theta": spec.theta}
     if spec.partial_rotary_factor != 1.0:
         params["partial_rotary_factor"] = spec.partial_rotary_factor
-    if plan.method == "none":
-        params["rope_type"] = "default"
-    elif plan.method == "ntk":
-        params.update(rope_type="default", rope_theta=float(plan.details["base"]))
-    elif plan.method == "dynamic_ntk":
-        params.update(rope_type="dynamic", factor=float(plan.details["factor"]))
-    elif native and plan.method == "pi":
-        params.update(rope_type="linear", factor=float(plan.factors[0]))
-    elif native and plan.method == "yarn":
-        params.update(
-            rope_type="yarn", factor=float(opts.get("factor") or plan.scale),
-            original_max_position_embeddings=spec.original_length,
-            beta_fast=float(opts.get("beta_fast", 32.0)), beta_slow=float(opts.get("beta_slow", 1.0)),
-            attention_factor=plan.attention_factor, truncate=bool(opts.get("truncate", True)),
-        )
-    elif native and plan.method == "llama3":
-        params.update(
-            rope_type="llama3", factor=float(opts.get("factor") or plan.scale),
-            low_freq_factor=float(opts.get("low_freq_factor", 1.0)),
-            high_freq_factor=float(opts.get("high_freq_factor", 4.0)),
-            original_max_position_embeddings=spec.original_length,
-        )
-    else:  # dprope, longrope and any static per-pair plan
+    own = native_rope_parameters(plan)
+    if own is not None and (native or own["rope_type"] in ALWAYS_NATIVE):
+        params.update(own)
+    else:  # any static per-pair plan
         params.update(
             rope_type="longrope", factor=plan.scale, original_max_position_embeddings=spec.original_length,
             long_factor=[float(f) for f in plan.factors],

@@ -58,3 +58,91 @@ def test_config_without_rope(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "ropelab.cli", "plan", "--model", str(tmp_path), "--method", "pi",
                            "--target-length", "8192"], capture_output=True, text=True, check=False)
     assert proc.returncode == 2 and "model_type 'gpt2' has no RoPE" in proc.stderr
+
+
+# --- options derived from the registry -------------------------------------------------------------------------
+
+
+def test_every_method_option_is_a_flag_with_its_help(capsys):
+    from ropelab.commands.plan import cli_options
+    from ropelab.methods import METHODS, option_specs
+
+    with pytest.raises(SystemExit):
+        main(["plan", "--help"])
+    out = "".join(capsys.readouterr().out.split())  # argparse wraps help lines (also at hyphens)
+    flags = {option.name: (option, methods) for option, methods in cli_options().items()}
+    for method in METHODS:
+        for option in option_specs(method):
+            shown, methods = flags[option.name]
+            assert method in methods and shown.kind == option.kind  # one flag, one type
+            assert f"--{option.name.replace('_', '-')}" in out
+            assert "".join(f"{'/'.join(methods)}: {shown.help}".split()) in out
+
+
+def test_a_new_method_needs_only_its_function():
+    """A method registered at run time gets its CLI flag and its (longrope) transformers mapping with no other edit."""
+    import argparse
+
+    import numpy as np
+
+    from ropelab import RopeSpec, make_plan
+    from ropelab.commands.plan import add_method_arguments, method_options_from_args
+    from ropelab.hf import rope_parameters
+    from ropelab.methods import METHODS, Extension, register
+
+    def halve_slowest(spec, target_length, scoring, count: int = 1) -> Extension:
+        """Interpolate the ``count`` slowest pairs.
+
+        Args:
+            count: how many of the slowest pairs to interpolate.
+        """
+        factors = np.ones(spec.n_pairs)
+        factors[spec.n_pairs - count:] = target_length / spec.original_length
+        return Extension(factors)
+
+    try:
+        register()(halve_slowest)
+        parser = argparse.ArgumentParser()
+        add_method_arguments(parser)
+        args = parser.parse_args(["--method", "halve_slowest", "--target-length", "8192", "--count", "3"])
+        options = method_options_from_args(args)
+        assert options == {"count": 3}
+        plan = make_plan(args.method, RopeSpec.preset("llama2-7b"), args.target_length, **options)
+        params = rope_parameters(plan)
+        assert params["rope_type"] == "longrope" and params["long_factor"][-3:] == [2.0] * 3
+    finally:
+        METHODS.pop("halve_slowest", None)
+
+
+def test_register_refuses_an_option_without_help():
+    from ropelab.methods import METHODS, register
+
+    def undocumented(spec, target_length, scoring, width: float = 1.0):
+        """No Args section."""
+
+    with pytest.raises(TypeError, match="option 'width' needs one of the types"):
+        register()(undocumented)
+    METHODS.pop("undocumented", None)
+
+
+def test_new_method_options_and_attention_temperature_on_the_command_line(capsys):
+    assert main(["plan", "--preset", "smollm2-135m", "--method", "dprope_robust", "--target-length", "16384",
+                 "--beta", "16", "--floor", "true", "--attention-temperature", "true", "--json"]) == 0
+    plan = RopePlan.from_json(capsys.readouterr().out)
+    assert plan.options == {"beta": 16.0, "floor": True, "attention_temperature": True}
+    assert plan.attention_factor == pytest.approx(0.1 * __import__("math").log(2) + 1)
+    assert main(["plan", "--preset", "llama2-7b", "--method", "dprope_candidates", "--target-length", "8192",
+                 "--candidates", "extrapolate,pi", "--json"]) == 0
+    assert RopePlan.from_json(capsys.readouterr().out).n_interpolated_dims == 92
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--method", "dprope_robust", "--floor", "maybe"], "--floor must be true or false, got 'maybe'"),
+    (["--method", "pi", "--attention-temperature", "hot"], "--attention-temperature must be true, false or a number"),
+    (["--method", "dprope_candidates", "--candidates", "pi,clex"], "candidates must be distinct names among"),
+    (["--method", "dprope_continuous", "--max-factor", "3"], "factor bounds must satisfy"),
+])
+def test_new_option_errors_exit_2_with_one_line(args, message):
+    proc = subprocess.run([sys.executable, "-m", "ropelab.cli", "plan", "--preset", "llama2-7b", "--target-length",
+                           "8192", *args], capture_output=True, text=True, check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr

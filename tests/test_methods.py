@@ -190,3 +190,17 @@ def test_bad_input_is_one_line_value_error(kwargs, match):
     with pytest.raises(ValueError, match=match) as err:
         make_plan(args.pop("method"), LLAMA2, args.pop("target_length"), **args)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("method,rope_type", [("none", "default"), ("pi", "linear"), ("ntk", "default"),
+                                              ("yarn", "yarn"), ("llama3", "llama3"), ("dprope", "longrope"),
+                                              ("dprope_robust", "longrope"), ("dprope_continuous", "longrope")])
+def test_native_mapping_from_the_registry(method, rope_type):
+    assert rope_parameters(make_plan(method, LLAMA2, 16384))["rope_type"] == rope_type
+    # a temperature the native type cannot carry sends the plan to longrope, with the same frequencies
+    hot = make_plan(method, LLAMA2, 16384, attention_temperature=1.25)
+    params = rope_parameters(hot)
+    assert params["rope_type"] == ("yarn" if method == "yarn" else "longrope") and params["attention_factor"] == 1.25
+    inv, attention = transformers_inv_freq(hot)
+    np.testing.assert_allclose(hot.inv_freq, inv.double().numpy(), rtol=2e-6)
+    assert attention == pytest.approx(1.25)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ropelab.methods import METHODS, make_plan
+from ropelab.methods import METHODS, Option, make_plan, option_specs
 from ropelab.spec import PRESETS, RopeSpec
 
 NAME = "plan"
@@ -24,23 +24,37 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_method_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    """--method, --target-length and every method's options."""
+    """--method, --target-length, scoring, --attention-temperature and every method's options (from the registry)."""
     grp = parser.add_argument_group("the extension")
     grp.add_argument("--method", required=required, help=f"one of: {', '.join(METHODS)}")
     grp.add_argument("--target-length", type=int, required=required, help="extended window L'")
     grp.add_argument("--bins", type=int, default=360, help="histogram bins per turn (paper: 360)")
     grp.add_argument("--metric", default="kl", help="divergence: kl, js, tv, wasserstein")
     grp.add_argument("--precision", default="exact", help="exact, or float32 as the authors' release")
-    grp.add_argument("--threshold", type=float, help="dprope: interpolate where D_extrap > D_interp + t")
-    grp.add_argument("--n-hat", type=int, help="dprope: number of interpolated dimensions")
-    grp.add_argument("--factor", type=float, help="pi/ntk/yarn/llama3/dynamic_ntk scale (default L'/L)")
-    grp.add_argument("--beta-fast", type=float, help="yarn")
-    grp.add_argument("--beta-slow", type=float, help="yarn")
-    grp.add_argument("--attention-factor", type=float, help="yarn/longrope")
-    grp.add_argument("--low-freq-factor", type=float, help="llama3")
-    grp.add_argument("--high-freq-factor", type=float, help="llama3")
-    grp.add_argument("--length", type=int, help="dynamic_ntk: sequence length to evaluate at")
-    grp.add_argument("--factors", help="longrope: comma-separated per-pair factors")
+    grp.add_argument("--attention-temperature", metavar="BOOL|NUMBER",
+                     help="any static method: true = YaRN's 0.1 ln s + 1, a number = that cos/sin scale, false = 1")
+    for option, methods in cli_options().items():
+        metavar = {"floats": "X,Y,...", "bool": "BOOL"}.get(option.kind)
+        grp.add_argument(f"--{option.name.replace('_', '-')}", type=_ARG_TYPES.get(option.kind), metavar=metavar,
+                         help=f"{'/'.join(methods)}: {option.help}")
+
+
+def cli_options() -> dict[Option, list[str]]:
+    """Every method option once (its type and help from the first method that has it) -> the methods taking it.
+
+    Raises TypeError when two methods give one option name different types: one flag cannot parse both.
+    """
+    out: dict[str, tuple[Option, list[str]]] = {}
+    for method in METHODS:
+        for option in option_specs(method):
+            first, methods = out.setdefault(option.name, (option, []))
+            if first.kind != option.kind:
+                raise TypeError(f"option {option.name!r} is {first.kind} in {methods[0]} but {option.kind} in {method}")
+            methods.append(method)
+    return {option: methods for option, methods in out.values()}
+
+
+_ARG_TYPES = {"float": float, "int": int}  # the others are parsed by method_options_from_args (one-line errors)
 
 
 def spec_from_args(args: argparse.Namespace) -> RopeSpec:
@@ -58,16 +72,38 @@ def spec_from_args(args: argparse.Namespace) -> RopeSpec:
 
 
 def method_options_from_args(args: argparse.Namespace) -> dict:
-    """Method options given on the command line (only those set)."""
-    names = ["threshold", "n_hat", "factor", "beta_fast", "beta_slow", "attention_factor", "low_freq_factor",
-             "high_freq_factor", "length"]
-    options = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
-    if getattr(args, "factors", None):
-        try:
-            options["factors"] = [float(x) for x in args.factors.split(",")]
-        except ValueError:
-            raise ValueError(f"--factors must be comma-separated numbers, got {args.factors!r}") from None
+    """Method options (and ``attention_temperature``) given on the command line, only those set, parsed."""
+    options = {}
+    for option in cli_options():
+        value = getattr(args, option.name, None)
+        if value is not None:
+            options[option.name] = _parse(option.kind, option.name, value)
+    temperature = getattr(args, "attention_temperature", None)
+    if temperature is not None:
+        options["attention_temperature"] = _parse("bool|float", "attention_temperature", temperature)
     return options
+
+
+def _parse(kind: str, name: str, value):
+    flag = f"--{name.replace('_', '-')}"
+    text = str(value).strip()
+    if kind == "floats":
+        try:
+            return [float(x) for x in text.split(",")]
+        except ValueError:
+            raise ValueError(f"{flag} must be comma-separated numbers, got {value!r}") from None
+    if kind in ("bool", "bool|float"):
+        if text.lower() in ("true", "yes", "1"):
+            return True
+        if text.lower() in ("false", "no", "0"):
+            return False
+        if kind == "bool":
+            raise ValueError(f"{flag} must be true or false, got {value!r}")
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"{flag} must be true, false or a number, got {value!r}") from None
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
