@@ -25,6 +25,7 @@ METHOD_COLORS = {
     "llama3": "#F0E442",
     "longrope": "#CC79A7",
     "dprope": "#D55E00",
+    "dprope_robust": "#000000",
 }
 COLUMN_WIDTH = 3.4  # inches: one column of a two-column paper
 FULL_WIDTH = 7.0

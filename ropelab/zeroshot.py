@@ -141,11 +141,14 @@ def prefix_nll(model: Any, ids: Sequence[int]) -> np.ndarray:
         return token_nll(model, hidden, x[0, 1:]).cpu().numpy()  # (n - 1,)
 
 
-def prefix_perplexities(nll: Sequence[np.ndarray], lengths: Sequence[int]) -> list[dict[str, Any]]:
+def prefix_perplexities(nll: Sequence[np.ndarray], lengths: Sequence[int],
+                        window: int | None = None) -> list[dict[str, Any]]:
     """Truncated perplexity at each length, pooled over documents per token, from per-token NLLs.
 
     ``nll[d]`` holds the NLL of tokens 1..n_d of document d (:func:`prefix_nll`); length n scores tokens 1..n-1 of
-    every document, so each document weighs n - 1 tokens.
+    every document, so each document weighs n - 1 tokens. With ``window`` L, a length n > L also gets
+    ``ppl_beyond``: the perplexity of the tokens at positions L..n-1 alone, the ones no pre-training position
+    reached (the pooled ``ppl`` dilutes them with the n - L tokens before).
     """
     rows = []
     for n in lengths:
@@ -153,8 +156,13 @@ def prefix_perplexities(nll: Sequence[np.ndarray], lengths: Sequence[int]) -> li
             raise ValueError(f"length {n} is longer than a scored document ({min(len(d) for d in nll) + 1} tokens)")
         total = float(sum(d[: n - 1].sum() for d in nll))
         count = (n - 1) * len(nll)
-        rows.append({"length": int(n), "ppl": math.exp(total / count), "nll": total / count, "n_tokens": count,
-                     "n_docs": len(nll)})
+        row = {"length": int(n), "ppl": math.exp(total / count), "nll": total / count, "n_tokens": count,
+               "n_docs": len(nll)}
+        if window is not None and n > window:
+            # token t (position t) is predicted from positions < t: targets t >= L sit at nll index t - 1 >= L - 1
+            beyond = float(sum(d[window - 1: n - 1].sum() for d in nll)) / ((n - window) * len(nll))
+            row["ppl_beyond"] = math.exp(beyond)
+        rows.append(row)
     return rows
 
 
@@ -249,7 +257,7 @@ def _evaluate(kind: str, model: Any, tokenizer: Any, cfg: ZeroShotConfig,
 def _collect(out: dict[str, Any], kind: str, label: str, result: Mapping[str, Any], cfg: ZeroShotConfig) -> None:
     if kind == "ppl":
         nll = [np.asarray(d, dtype=np.float64) for d in result["nll"]]
-        rows = prefix_perplexities(nll, cfg.ppl_lengths)
+        rows = prefix_perplexities(nll, cfg.ppl_lengths, out["window"])
         out["ppl"] += [{"method": label, **row, "seconds": result["seconds"]} for row in rows]
     else:
         out[kind] += [{"method": label, **cell} for cell in result["cells"]]

@@ -46,6 +46,9 @@ def test_prefix_perplexity_pools_tokens_over_documents():
     nll = [np.array([1.0, 1.0, 1.0]), np.array([3.0, 3.0, 3.0, 9.0])]
     row, = prefix_perplexities(nll, [4])
     assert row["nll"] == pytest.approx(2.0) and row["n_tokens"] == 6
+    assert "ppl_beyond" not in row
+    tail, = prefix_perplexities(nll, [4], window=3)  # targets at positions 3: nll index 2 of both documents
+    assert tail["ppl_beyond"] == pytest.approx(np.exp(2.0)) and tail["ppl"] == row["ppl"]
     with pytest.raises(ValueError, match="length 5 is longer"):
         prefix_perplexities(nll, [5])
 

@@ -25,7 +25,9 @@ def ppl_vs_length(rows: Sequence[Mapping], window: int | None = None, title: str
         points = sorted((int(r["length"]), float(r["ppl"])) for r in rows
                         if r["method"] == method and math.isfinite(float(r["ppl"])))
         if points:
-            ax.plot(*zip(*points), marker="o", color=method_color(method), label=method)
+            # a variant of a method ("yarn:no_temp") keeps the method's colour, dashed
+            ax.plot(*zip(*points), marker="o", color=method_color(method), label=method,
+                    linestyle="--" if ":" in method else "-")
     if window is not None:
         ax.axvline(window, color="black", linewidth=0.8, linestyle="--")
         ax.text(window, 1.0, " L", transform=ax.get_xaxis_transform(), va="top", fontsize=7)
