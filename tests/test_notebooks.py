@@ -85,11 +85,15 @@ def check_05(m: dict) -> None:
 
 
 def check_06(m: dict) -> None:
-    # SmolLM2-135M zero-shot inside its window: PI disturbs it most, YaRN least, the unchanged model not at all
-    assert m["retention.none.256"] == 1
-    assert m["retention.pi.256"] > m["retention.dprope.256"] > 1
-    assert m["retention.yarn.256"] < m["retention.pi.256"]
-    assert 3 < m["ppl.none.256"] < 80
+    # SmolLM2-135M zero-shot on a held-out play. Inside its window: PI disturbs it most, the argmin's fast pairs
+    # cost more than the robust rule, the unchanged model not at all. Past it (tokens 8k-12k): every extension
+    # beats the unextended model clearly (measured on this play: none 42.6, yarn 33.2 in bf16)
+    assert m["retention.none.512"] == 1
+    assert m["retention.pi.512"] > m["retention.dprope.512"] > m["retention.dprope_robust.512"]
+    assert m["retention.yarn.512"] < m["retention.pi.512"]
+    assert 3 < m["ppl.none.512"] < 80
+    for method in ("yarn", "dprope", "dprope_robust"):
+        assert m[f"ppl_beyond.{method}.12288"] < 0.9 * m["ppl_beyond.none.12288"], method
     assert m["passkey.none.accuracy"] >= 0.5
 
 
