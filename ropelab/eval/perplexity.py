@@ -118,6 +118,8 @@ def perplexity(model: Any, documents: Sequence[tuple[str, Sequence[int]]], lengt
     from ropelab.eval.passkey import warn_beyond_window
 
     check_protocol(protocol, length, stride)
+    if max_docs is not None and max_docs < 1:
+        raise ValueError(f"max_docs must be a positive integer or None, got {max_docs!r}")
     docs = [(str(doc_id), np.asarray(ids, dtype=np.int64)) for doc_id, ids in documents]
     if not docs or sum(len(ids) for _, ids in docs) == 0:
         raise ValueError("no text to evaluate: the documents are empty")

@@ -31,33 +31,39 @@ def resolve_device(device: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def check_device(device: str | None) -> str:
+    """The device of ``--device`` (:func:`resolve_device`), once torch has made a tensor on it: an unknown name or a
+    device this machine lacks is a ValueError naming it, before any model is loaded."""
+    import torch
+
+    name = resolve_device(device)
+    try:
+        torch.empty(0, device=name)
+    except (RuntimeError, AssertionError, ValueError) as err:  # CPU-only torch raises AssertionError for cuda
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"--device {name!r} is not usable here: {first}") from None
+    return name
+
+
 def load_model(args: argparse.Namespace) -> tuple[Any, Any]:
     """``(model, tokenizer)`` of ``--model`` in eval mode on ``--device``, in ``--dtype``, without any plan.
 
-    ``smollm2-135m`` is the offline SmolLM2-135M (:func:`ropelab.models.load_model`); anything else is a local
-    HF folder or a ``.gguf`` file, loaded with AutoModelForCausalLM/AutoTokenizer.
+    ``--model`` is ``smollm2-135m`` (the offline SmolLM2-135M), a local HF folder with a tokenizer, or a local
+    ``.gguf`` file; :func:`ropelab.models.load_model` loads each of them and turns what stops a load into one line.
     """
     import torch
 
     from ropelab.models import SMOLLM2
-    from ropelab.models import load_model as load_named
+    from ropelab.models import load_model as load_local
 
     dtype = getattr(torch, args.dtype, None)
     if not isinstance(dtype, torch.dtype):
         raise ValueError(f"--dtype {args.dtype!r} is not a torch dtype (float32, bfloat16, float16)")  # noqa: TRY004 (a bad CLI value)
-    if args.model == SMOLLM2:
-        model, tokenizer = load_named(SMOLLM2, dtype=dtype)
-    else:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        path = Path(args.model)
-        if not path.exists():
-            raise FileNotFoundError(f"model {args.model!r} not found: give {SMOLLM2}, a local HF folder or a .gguf file")
-        kwargs: dict[str, Any] = {"gguf_file": path.name} if path.suffix == ".gguf" else {}
-        folder = path.parent if path.suffix == ".gguf" else path
-        tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs)
-    return model.to(resolve_device(args.device)).eval(), tokenizer
+    device = check_device(args.device)
+    if args.model != SMOLLM2 and not Path(args.model).exists():
+        raise FileNotFoundError(f"model {args.model!r} not found: give {SMOLLM2}, a local HF folder or a .gguf file")
+    model, tokenizer = load_local(args.model, dtype=dtype)
+    return model.to(device).eval(), tokenizer
 
 
 def plan_for(model: Any, method: str, target_length: int, args: argparse.Namespace | None = None) -> Any:
@@ -78,6 +84,7 @@ def model_and_plans(args: argparse.Namespace) -> tuple[Any, Any, list[Any]]:
     methods = [m.strip() for m in (getattr(args, "method", None) or "").split(",") if m.strip()]
     if methods and not getattr(args, "target_length", None):
         raise ValueError("--method needs --target-length")
+    check_outputs(args)
     model, tokenizer = load_model(args)
     return model, tokenizer, [plan_for(model, m, args.target_length, args) for m in methods]
 
@@ -99,7 +106,16 @@ def evaluate_from_args(args: argparse.Namespace, evaluate: Callable[[Any, Any], 
     return [{**extra, **row} for row in rows], {**extra, **summary}
 
 
-# --------------------------------------------------------------------------------------------- lists and grids
+# --------------------------------------------------------------------------------------------- numbers
+def check_positive(args: argparse.Namespace, *names: str) -> None:
+    """Each of the integer options ``names`` (attribute names) is absent or at least 1."""
+    from ropelab.spec import check_positive_int
+
+    for name in names:
+        if getattr(args, name, None) is not None:
+            check_positive_int(f"--{name.replace('_', '-')}", getattr(args, name))
+
+
 def parse_floats(text: str, name: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",") if x.strip()]
@@ -108,13 +124,30 @@ def parse_floats(text: str, name: str) -> list[float]:
 
 
 def parse_lengths(text: str) -> list[int]:
+    """``--lengths``: comma-separated positive integers (``200.5`` is refused, not cut to 200)."""
     try:
         lengths = [int(x) for x in str(text).split(",") if x.strip()]
     except ValueError:
         raise ValueError(f"--lengths must be comma-separated integers, got {text!r}") from None
     if not lengths:
         raise ValueError(f"--lengths must list at least one length, got {text!r}")
+    if min(lengths) < 1:
+        raise ValueError(f"--lengths must be positive, got {min(lengths)} in {text!r}")
     return lengths
+
+
+def parse_depths(text: str) -> list[float]:
+    """``--depths``: comma-separated fractions in [0, 1]."""
+    depths = parse_floats(text, "depths")
+    if not depths:
+        raise ValueError(f"--depths must list at least one depth, got {text!r}")
+    bad = [d for d in depths if not 0.0 <= d <= 1.0]
+    if bad:
+        raise ValueError(f"--depths must be fractions in [0, 1], got {bad[0]:g} in {text!r}")
+    return depths
+
+
+# --------------------------------------------------------------------------------------------- grids
 
 
 def add_grid_arguments(parser: argparse.ArgumentParser, lengths: Sequence[int], depths: Sequence[float],
@@ -132,8 +165,7 @@ def run_grid(args: argparse.Namespace, evaluate: Callable[[Any, Any, list[int], 
     --depths with the --method plan, rows to --csv, the summary printed (a table, or JSON with --json)."""
     import json
 
-    lengths = [int(x) for x in parse_floats(args.lengths, "lengths")]
-    depths = parse_floats(args.depths, "depths")
+    lengths, depths = parse_lengths(args.lengths), parse_depths(args.depths)
     rows, summary = evaluate_from_args(args, lambda model, tokenizer: evaluate(model, tokenizer, lengths, depths))
     write_rows(rows, args.csv)
     print(json.dumps(summary, indent=2) if args.json else format_cells(summary))
@@ -197,6 +229,15 @@ def json_ready(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [json_ready(v) for v in obj]
     return obj
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """``--csv`` can be written: :func:`model_and_plans` checks it before the model is loaded, so a bad path costs
+    no work. An evaluation writing more files checks them itself, before it calls :func:`evaluate_from_args`."""
+    from ropelab.files import check_output_path
+
+    if getattr(args, "csv", None):
+        check_output_path(args.csv, "--csv")
 
 
 def write_rows(rows: Sequence[dict], path: str | Path | None) -> None:

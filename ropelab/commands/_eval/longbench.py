@@ -31,9 +31,13 @@ def add_cli(subparsers: Any) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     from ropelab.eval.longbench import check_folder, check_tasks, evaluate_longbench, summary_rows
+    from ropelab.files import check_output_path
 
+    common.check_positive(args, "max_length", "limit", "max_new_tokens")
     tasks = check_tasks(t.strip() for t in args.tasks.split(",") if t.strip())
     check_folder(args.data_dir, tasks)
+    if args.csv:
+        check_output_path(Path(args.csv).with_suffix(".summary.csv"), "--csv (its .summary.csv)")
     rows, summary = common.evaluate_from_args(args, lambda model, tokenizer: evaluate_longbench(
         model, tokenizer, args.data_dir, tasks=tasks, max_length=args.max_length, limit=args.limit,
         max_new_tokens=args.max_new_tokens))

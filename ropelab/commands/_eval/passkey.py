@@ -25,6 +25,7 @@ def add_cli(subparsers: Any) -> None:
 def run_cli(args: argparse.Namespace) -> int:
     from ropelab.eval.passkey import evaluate_passkey
 
+    common.check_positive(args, "trials")
     return common.run_grid(args, lambda model, tokenizer, lengths, depths: evaluate_passkey(
         model, tokenizer, lengths=lengths, depths=depths, trials=args.trials, seed=args.seed,
         reuse_prefix=not args.no_prefix_reuse))

@@ -26,6 +26,7 @@ def run_cli(args: argparse.Namespace) -> int:
     from ropelab.eval.loading import plan_applied
     from ropelab.eval.perplexity import check_protocol, perplexity_at_lengths
 
+    common.check_positive(args, "max_docs", "batch_tokens", "stride")
     lengths = common.parse_lengths(args.lengths)
     for length in lengths:
         check_protocol(args.protocol, length, args.stride)

@@ -29,6 +29,7 @@ def run_cli(args: argparse.Namespace) -> int:
 
     if not args.method:
         raise ValueError("retention needs --method (one or more, comma-separated) and --target-length")
+    common.check_positive(args, "max_docs", "batch_tokens", "stride")
     lengths = common.parse_lengths(args.lengths) if args.lengths else None
     model, tokenizer, plans = common.model_and_plans(args)
     docs, source = common.documents_from_args(args, tokenizer)
