@@ -1,5 +1,6 @@
 """The ``ropelab`` command line. Each subcommand is one module in ``ropelab/commands/`` that defines
-``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``; they are found automatically.
+``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``; they are found automatically. A name
+starting with ``_`` there is a helper of the commands, not a command (``_eval``: the glue of ``ropelab eval``).
 
 Bad input prints one line (``ropelab: error: ...``) and exits with status 2, without a traceback. The same
 exception types can come from deep inside torch or transformers (a real bug, not bad input): with
@@ -53,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ropelab", description="Extend the context window of RoPE models.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", action=_LazySubcommands)
     for info in sorted(pkgutil.iter_modules(ropelab.commands.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
         module = importlib.import_module(f"ropelab.commands.{info.name}")
         command = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         sub.pending[module.NAME] = functools.partial(module.add_arguments, command)

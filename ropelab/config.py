@@ -19,24 +19,31 @@ T = TypeVar("T")
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
-def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "") -> T:
-    """Build dataclass ``cls`` from ``data``, recursing into nested dataclass fields."""
+def from_dict(cls: type[T], data: Mapping[str, Any] | None, where: str = "", source: str = "") -> T:
+    """Build dataclass ``cls`` from ``data``, recursing into nested dataclass fields.
+
+    A value of the wrong scalar type (a string, a bool or a list where an int is wanted; YAML's ``true`` is a
+    Python int too) is a ValueError naming ``source`` (the file) and the dotted field.
+    """
     data = dict(data or {})
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    prefix = f"{source}: " if source else ""
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ValueError(f"unknown key {where}{unknown[0]!r} in {cls.__name__}; allowed: {', '.join(fields)}")
+        raise ValueError(f"{prefix}unknown key {where}{unknown[0]!r} in {cls.__name__}; allowed: {', '.join(fields)}")
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in data.items():
         kind = _dataclass_in(hints[name])
         if kind is not None and isinstance(value, Mapping):
-            value = from_dict(kind, value, f"{where}{name}.")
+            value = from_dict(kind, value, f"{where}{name}.", source)
+        else:
+            _check_scalar(hints[name], value, f"{prefix}field {where}{name}")
         kwargs[name] = value
     try:
         return cls(**kwargs)
     except TypeError as err:
-        raise ValueError(f"bad {cls.__name__} config{f' at {where[:-1]}' if where else ''}: {err}") from None
+        raise ValueError(f"{prefix}bad {cls.__name__} config{f' at {where[:-1]}' if where else ''}: {err}") from None
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
@@ -49,7 +56,7 @@ def load_config(cls: type[T], source: str | Path | Mapping[str, Any], overrides:
         data = dict(source)
     else:
         path = resolve_profile(source)
-        data = yaml.safe_load(path.read_text()) or {}
+        data = read_yaml(path)
         if not isinstance(data, dict):
             # a bad file's content is a bad value, not a programming error: callers handle ValueError
             raise ValueError(f"{path} must hold a YAML mapping, got {type(data).__name__}")  # noqa: TRY004
@@ -58,8 +65,26 @@ def load_config(cls: type[T], source: str | Path | Mapping[str, Any], overrides:
         *parents, leaf = dotted.split(".")
         for key in parents:
             node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"override {dotted!r}: {key!r} is not a mapping of fields")  # noqa: TRY004
         node[leaf] = value
-    return from_dict(cls, data)
+    return from_dict(cls, data, source="" if isinstance(source, Mapping) else str(path))
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The content of a YAML file (None: empty as ``{}``); unreadable or malformed YAML is a ValueError naming it."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read config {str(path)!r}: {getattr(err, 'strerror', None) or err}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"config {str(path)!r} is not valid YAML: {problem}{where}") from None
+    return {} if data is None else data
 
 
 def resolve_profile(source: str | Path) -> Path:
@@ -71,8 +96,11 @@ def resolve_profile(source: str | Path) -> Path:
         return path
     candidate = CONFIG_DIR / f"{source}.yaml"
     if not candidate.is_file():
-        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-        raise ValueError(f"unknown profile {str(source)!r}; allowed: {', '.join(known)} or a .yaml path")
+        folder = candidate.parent  # a profile "train/x" is looked up in configs/train/
+        known = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+        where = folder.relative_to(CONFIG_DIR.parent).as_posix() if folder.is_relative_to(CONFIG_DIR.parent) else folder
+        allowed = f"allowed: {', '.join(known)} or a .yaml path" if known else "give the path of a .yaml file"
+        raise ValueError(f"unknown profile {path.name!r} in {where}/; {allowed}")
     return candidate
 
 
@@ -93,6 +121,32 @@ def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[f"{prefix}{key}"] = value
     return out
+
+
+_SCALARS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _check_scalar(hint: Any, value: Any, what: str) -> None:
+    """Raise ValueError when ``value`` does not fit a scalar ``hint`` (int, float, str, bool, or one of them | None);
+    other hints (tuple, dict, list, ...) are left to the dataclass."""
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    if value is None and type(None) in args:
+        return
+    kinds = [a for a in args if a in _SCALARS]
+    if not kinds or len(kinds) < len([a for a in args if a is not type(None)]):
+        return
+    for kind in kinds:
+        if kind is bool and isinstance(value, bool):
+            return
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return
+        if kind is str and isinstance(value, str):
+            return
+    wanted = " or ".join(_SCALARS[k] for k in kinds) + (" or null" if type(None) in args else "")
+    hint_text = " (YAML reads 1e-5 as a string: write 1.0e-5)" if float in kinds and isinstance(value, str) else ""
+    raise ValueError(f"{what} must be {wanted}, got {value!r}{hint_text}")
 
 
 def _dataclass_in(hint: Any) -> type | None:

@@ -24,12 +24,15 @@ def export_checkpoint(model: Any, tokenizer: Any, plan: RopePlan, out_dir: str |
                       force: bool = False) -> Path:
     """Apply ``plan`` to ``model`` (unless its config already carries it) and save model, tokenizer and plan.
 
+    ``tokenizer`` None (a weights-only source checkpoint) writes the folder without one.
+
     Raises:
         FileExistsError: ``out_dir`` exists and is not empty, and ``force`` is False.
+        ValueError: ``out_dir`` is a file, lies under a file or cannot be written.
     """
-    out = Path(out_dir).expanduser().absolute()
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"output {str(out)!r} exists and is not a folder")
+    from ropelab.files import check_output_path
+
+    out = check_output_path(out_dir, "output", folder=True).absolute()
     if out.is_dir() and any(out.iterdir()) and not force:
         raise FileExistsError(f"output folder {str(out)!r} is not empty; pass force=True (--force) to replace it")
     if not _carries(model, plan):

@@ -270,6 +270,8 @@ def yarn(spec: RopeSpec, target_length: int, scoring: Scoring, factor: float | N
         high += 0.001  # as the reference implementation: avoid dividing by zero
     ramp = np.clip((np.arange(spec.n_pairs, dtype=np.float64) - low) / (high - low), 0.0, 1.0)  # 0 keep .. 1 interp
     factors = 1.0 / (ramp / s + (1.0 - ramp))
+    if attention_factor is not None and not attention_factor > 0:
+        raise ValueError(f"attention_factor must be positive (it scales the logits), got {attention_factor}")
     if attention_factor is None:
         attention_factor = 0.1 * math.log(s) + 1.0 if s > 1 else 1.0
     return Extension(factors, float(attention_factor), {"ramp": ramp.tolist(), "low": low, "high": high})
@@ -316,6 +318,8 @@ def longrope(spec: RopeSpec, target_length: int, scoring: Scoring, factors: Sequ
     long = _pair_factors("factors", factors, spec)
     short = _pair_factors("short_factors", short_factors, spec) if short_factors is not None else long
     s = target_length / spec.original_length
+    if attention_factor is not None and not attention_factor > 0:
+        raise ValueError(f"attention_factor must be positive (it scales the logits), got {attention_factor}")
     if attention_factor is None:
         attention_factor = math.sqrt(1 + math.log(s) / math.log(spec.original_length))
     return Extension(long, float(attention_factor), {"short_factors": short.tolist()})

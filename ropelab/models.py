@@ -44,31 +44,52 @@ def smollm2_gguf_path() -> Path:
     raise ValueError(f"no .gguf file in the installed {SMOLLM2_DISTRIBUTION!r} distribution")
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "spiece.model",
+                   "vocab.txt")
+
+
 def load_model(
-    source: str | os.PathLike = SMOLLM2, *, dtype: torch.dtype = torch.float32, cache_dir: str | os.PathLike | None = None
+    source: str | os.PathLike = SMOLLM2, *, dtype: torch.dtype = torch.float32, cache_dir: str | os.PathLike | None = None,
+    need_tokenizer: bool = True,
 ) -> tuple[Any, Any]:
     """Load ``(model, tokenizer)`` in eval mode with SDPA attention.
 
     Args:
-        source: ``"smollm2-135m"`` (the offline GGUF, cached as fp32 safetensors), a local model folder, or a hub
-            id (needs network access).
+        source: ``"smollm2-135m"`` (the offline GGUF, cached as fp32 safetensors), a local model folder, a local
+            ``.gguf`` file, or a hub id (needs network access).
         dtype: weight dtype of the returned model.
         cache_dir: cache folder for the SmolLM2 conversion; default ``cache_folder()``.
+        need_tokenizer: when False, a local folder without tokenizer files (a weights-only checkpoint) gives
+            tokenizer None; when True it is a ValueError saying so.
+
+    Raises:
+        ValueError: one line naming ``source`` for anything that stops the load (no such folder, no weights, a
+            malformed config.json, a truncated safetensors file, no tokenizer).
     """
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    kwargs: dict[str, Any] = {}
     if str(source) == SMOLLM2:
         folder = _smollm2_folder(Path(cache_dir) if cache_dir is not None else cache_folder())
     else:
         folder = Path(source).expanduser()
-        if not folder.exists():
+        if folder.suffix == ".gguf" and folder.is_file():
+            kwargs["gguf_file"], folder = folder.name, folder.parent
+        elif not folder.exists():
             if _looks_local(str(source)):
                 raise ValueError(f"model folder {str(source)!r} does not exist")
             folder = str(source)  # a hub id: only works online
+    load_tokenizer = True
+    if isinstance(folder, Path) and not kwargs and not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        if need_tokenizer:
+            raise ValueError(f"model folder {str(source)!r} has no tokenizer ({' / '.join(TOKENIZER_FILES[:2])}); "
+                             "this command needs one beside the weights")
+        load_tokenizer = False
     try:
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation="sdpa")
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-    except OSError as error:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, attn_implementation="sdpa", **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs) if load_tokenizer else None
+    except (OSError, ValueError, SafetensorError) as error:  # a JSONDecodeError is a ValueError
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"cannot load model {str(source)!r}: {first}") from None
     return model.eval(), tokenizer

@@ -171,12 +171,23 @@ def write_notebook(path: str | Path, cells: Sequence[tuple[str, str]]) -> Path:
     return path
 
 
+def read_notebook(path: str | Path) -> Any:
+    """``nbformat.read`` (version 4); a file that is not a notebook is a ValueError naming it."""
+    import nbformat
+
+    try:
+        return nbformat.read(path, as_version=4)
+    except (OSError, UnicodeDecodeError, ValueError, nbformat.ValidationError) as err:  # NotJSONError is a ValueError
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{str(path)!r} is not a readable notebook: {first[:200]}") from None
+
+
 def clean_notebook(path: str | Path) -> Path:
     """Strip outputs, execution counts, run metadata and papermill's injected cells from a notebook, in place."""
     import nbformat
 
     path = Path(path)
-    nb = nbformat.read(path, as_version=4)
+    nb = read_notebook(path)
     papermill_tags = {"injected-parameters", "papermill-error-cell-tag"}
     nb.cells = [c for c in nb.cells if not papermill_tags & set(c.metadata.get("tags", []))]
     for cell in nb.cells:
@@ -191,13 +202,12 @@ def clean_notebook(path: str | Path) -> Path:
 
 def notebook_problems(path: str | Path) -> list[str]:
     """Why ``path`` breaks the convention (empty when it follows it)."""
-    import nbformat
 
     path = Path(path)
     problems = []
     if not NOTEBOOK_PATTERN.match(path.name):
         problems.append(f"name {path.name!r} is not NN_slug.ipynb")
-    nb = nbformat.read(path, as_version=4)
+    nb = read_notebook(path)
     for index, cell in enumerate(nb.cells, 1):
         if cell.cell_type == "code" and (cell.outputs or cell.execution_count is not None):
             problems.append(f"cell {index} has outputs or an execution count")
@@ -266,7 +276,11 @@ def run_notebooks(profile: str = "quick", only: Iterable[str] | None = None, for
     from tqdm.auto import tqdm
 
     check_profile(profile)
+    if not Path(notebook_dir).is_dir():
+        raise ValueError(f"notebook folder {str(notebook_dir)!r} does not exist")
     paths = discover(notebook_dir, only)
+    if not paths:
+        raise ValueError(f"no NN_slug.ipynb notebooks in {str(notebook_dir)!r}")
     figure_dir = Path(figure_dir) if figure_dir is not None else _figures.FIGURE_DIR
     runs = []
     bar = tqdm(paths, desc=f"notebooks ({profile})", unit="nb", disable=not progress)
@@ -327,9 +341,7 @@ def check_profile(profile: str) -> str:
 
 def cache_key(path: Path, parameters: Mapping[str, Any], figure_dir: Path) -> str:
     """sha256 of the notebook's source cells, the injected parameters, the figure folder and ropelab's source."""
-    import nbformat
-
-    nb = nbformat.read(path, as_version=4)
+    nb = read_notebook(path)
     payload = {
         "cells": [[c.cell_type, c.source, sorted(c.metadata.get("tags", []))] for c in nb.cells],
         "parameters": dict(parameters),

@@ -109,7 +109,12 @@ class RopePlan:
 
     @classmethod
     def load(cls, path: str | Path) -> RopePlan:
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"no plan file at {str(path)!r}")
-        return cls.from_json(path.read_text())
+        from ropelab.files import read_json
+
+        data = read_json(path, "plan file")
+        if not isinstance(data, dict):
+            raise ValueError(f"plan file {str(path)!r} must hold a JSON object, got {type(data).__name__}")  # noqa: TRY004 (a bad file)
+        try:
+            return cls.from_dict(data)
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"plan file {str(path)!r} is not a ropelab plan ({type(err).__name__}: {err})") from None

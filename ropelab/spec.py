@@ -7,7 +7,6 @@ References:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -167,7 +166,12 @@ def _config_dict(config: Any) -> dict[str, Any]:
             path = path / "config.json"
         if not path.is_file():
             raise ValueError(f"no config.json at {str(config)!r}")
-        return json.loads(path.read_text())
+        from ropelab.files import read_json
+
+        data = read_json(path, "model config")
+        if not isinstance(data, dict):
+            raise ValueError(f"model config {str(path)!r} must hold a JSON object, got {type(data).__name__}")  # noqa: TRY004 (a bad file)
+        return data
     if hasattr(config, "to_dict"):
         data = config.to_dict()
         # v5 configs keep standardized rope_parameters as an attribute too

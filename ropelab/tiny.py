@@ -56,6 +56,8 @@ class TinyConfig:
         for name in ("vocab_size", "layers", "hidden", "heads", "head_dim", "intermediate", "window"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.head_dim % 2:
+            raise ValueError(f"head_dim must be even (RoPE rotates pairs of dimensions), got {self.head_dim}")
         if self.vocab_size < 260:
             raise ValueError(f"vocab_size must be at least 260 (256 bytes + specials), got {self.vocab_size}")
 

@@ -9,9 +9,9 @@ import torch
 
 import ropelab.commands
 from ropelab.cli import main
-from ropelab.eval.passkey import resolve_device
+from ropelab.commands._eval.common import resolve_device
 
-COMMANDS = sorted(m.name for m in pkgutil.iter_modules(ropelab.commands.__path__))
+COMMANDS = sorted(m.name for m in pkgutil.iter_modules(ropelab.commands.__path__) if not m.name.startswith("_"))
 EVALUATIONS = ["longbench", "niah", "passkey", "ppl", "retention"]
 HEAVY = ("torch", "transformers", "matplotlib", "accelerate")
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from test_passkey import tiny_llama
 
+from ropelab.commands._eval import longbench as longbench_cli
 from ropelab.eval import longbench
 from ropelab.eval.longbench import PROMPTS, TASKS, Sample, build_prompt, check_folder, evaluate_longbench, read_task
 from ropelab.eval.longbench_metrics import (
@@ -199,7 +200,7 @@ def test_end_to_end_tiny_llama_over_the_fixtures(tmp_path, capsys):
     model.save_pretrained(tmp_path / "m")
     tok.save_pretrained(tmp_path / "m")
     parser = argparse.ArgumentParser()
-    longbench.add_cli(parser.add_subparsers())
+    longbench_cli.add_cli(parser.add_subparsers())
     args = parser.parse_args(["longbench", "--model", str(tmp_path / "m"), "--data-dir", str(FIXTURES),
                               "--tasks", "trec,lcc", "--limit", "1", "--max-new-tokens", "3", "--json",
                               "--csv", str(tmp_path / "lb.csv")])

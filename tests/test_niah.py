@@ -8,6 +8,7 @@ import importlib.metadata
 import pytest
 from test_passkey import tiny_llama
 
+from ropelab.commands._eval import niah as niah_cli
 from ropelab.eval import niah
 from ropelab.eval.niah import NEEDLE, PROMPT_TAIL, HaystackPrompter, essay_files, evaluate_niah, is_correct
 
@@ -65,6 +66,6 @@ def test_grid_on_a_tiny_model_and_the_cli_parser():
     assert len(summary["cells"]) == 4 and 0.0 <= summary["accuracy"] <= 1.0
 
     parser = argparse.ArgumentParser()
-    niah.add_cli(parser.add_subparsers())
+    niah_cli.add_cli(parser.add_subparsers())
     args = parser.parse_args(["niah", "--model", "m", "--lengths", "1024,2048", "--json"])
-    assert args.func is niah.run_cli and args.json
+    assert args.func is niah_cli.run_cli and args.json

@@ -35,6 +35,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.action == "clean":
         return clean(args)
+    from ropelab.files import check_output_path
+
+    for flag, value in (("--outputs", args.outputs), ("--figures", args.figures)):
+        if value:
+            check_output_path(value, flag, folder=True)
     only = args.only.split(",") if args.only else None
     kwargs = {}
     if args.outputs:

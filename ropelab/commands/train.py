@@ -60,8 +60,11 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from ropelab.config import load_config
+    from ropelab.files import check_output_path
     from ropelab.train import TrainConfig, finetune, process_state, validate
 
+    if args.output_dir:
+        check_output_path(args.output_dir, "--output-dir", folder=True)
     overrides = overrides_from_args(args)
     if (args.method is not None and "method_options" not in overrides
             and load_config(TrainConfig, args.config).method != args.method):

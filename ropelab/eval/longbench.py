@@ -10,9 +10,7 @@ no chat template (ropelab evaluates base models). Scores are in :mod:`ropelab.ev
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -206,6 +204,9 @@ def evaluate_longbench(model: Any, tokenizer: Any, folder: str | Path, *, tasks:
 
     tasks = check_tasks(tasks)
     check_folder(folder, tasks)
+    for name, value in (("max_length", max_length), ("limit", limit), ("max_new_tokens", max_new_tokens)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
     from ropelab.eval.passkey import model_window, warn_beyond_window
 
     window = model_window(model) or 4096
@@ -235,61 +236,3 @@ def summary_rows(summary: dict) -> list[dict]:
     labels = {k: summary[k] for k in ("model", "method", "target_length") if k in summary}
     return [{**labels, "task": task, **scores}
             for task, scores in {**summary["tasks"], "average": summary["average"]}.items()]
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_json_safe(v) for v in obj]
-    return obj
-
-
-def add_cli(subparsers: Any) -> None:
-    """``ropelab eval longbench``."""
-    from ropelab.eval.passkey import add_model_arguments
-
-    parser = subparsers.add_parser("longbench", help="LongBench-E: per-task scores and 0-4k/4-8k/8k+ buckets",
-                                   description=__doc__.splitlines()[0])
-    add_model_arguments(parser)
-    parser.add_argument("--data-dir", required=True, help="folder with the official <task>_e.jsonl files")
-    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated subset of the 13 tasks")
-    parser.add_argument("--max-length", type=int, help="prompt budget in tokens (default: window - max new tokens)")
-    parser.add_argument("--limit", type=int, help="at most this many samples per task")
-    parser.add_argument("--max-new-tokens", type=int, help="cap on the official generation budgets (smoke tests)")
-    parser.add_argument("--csv", help="write per-sample rows to this CSV (and the summary beside it)")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.set_defaults(func=run_cli)
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    from ropelab.eval.passkey import evaluate_from_args
-    from ropelab.figures import write_csv
-
-    tasks = check_tasks(t.strip() for t in args.tasks.split(",") if t.strip())
-    check_folder(args.data_dir, tasks)
-    rows, summary = evaluate_from_args(args, lambda model, tokenizer: evaluate_longbench(
-        model, tokenizer, args.data_dir, tasks=tasks, max_length=args.max_length, limit=args.limit,
-        max_new_tokens=args.max_new_tokens))
-    if args.csv:
-        write_csv(rows, args.csv)
-        write_csv(summary_rows(summary), Path(args.csv).with_suffix(".summary.csv"))
-    if args.json:
-        print(json.dumps(_json_safe(summary), indent=2))
-    else:
-        print(format_summary(summary))
-    return 0
-
-
-def format_summary(summary: dict) -> str:
-    def cell(v: float) -> str:
-        return "    -" if isinstance(v, float) and math.isnan(v) else f"{v:6.2f}"
-
-    lines = [f"{'task':<22}{'0-4k':>8}{'4-8k':>8}{'8k+':>8}{'all':>8}{'n':>6}"]
-    for row in summary_rows(summary):
-        lines.append(f"{row['task']:<22}" + "".join(f"{cell(row[k]):>8}" for k in ("0-4k", "4-8k", "8k+", "all"))
-                     + f"{row.get('n', ''):>6}")
-    return "\n".join(lines)
-

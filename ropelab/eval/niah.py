@@ -9,9 +9,7 @@ when its normalised text contains "eat a sandwich and sit in dolores park".
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
-import json
 import string
 from collections.abc import Sequence
 from pathlib import Path
@@ -133,29 +131,3 @@ def evaluate_niah(model: Any, tokenizer: Any, *, lengths: Sequence[int] = DEFAUL
         rows.append({"length": length, "depth": depth, "position": position, "answer": answer.strip(),
                      "correct": is_correct(answer), "n_tokens": len(ids)})
     return rows, summarize_cells(rows)
-
-
-def add_cli(subparsers: Any) -> None:
-    """``ropelab eval niah``."""
-    from ropelab.eval.passkey import add_grid_arguments, add_model_arguments
-
-    parser = subparsers.add_parser("niah", help="needle-in-a-haystack over the Paul Graham essays",
-                                   description=__doc__.splitlines()[0])
-    add_model_arguments(parser)
-    add_grid_arguments(parser, DEFAULT_LENGTHS, DEFAULT_DEPTHS, "cell")
-    parser.set_defaults(func=run_cli)
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    from ropelab.eval.passkey import evaluate_from_args, format_cells, parse_floats
-    from ropelab.figures import write_csv
-
-    lengths = [int(x) for x in parse_floats(args.lengths, "lengths")]
-    depths = parse_floats(args.depths, "depths")
-    essay_files()  # fail early, before loading the model
-    rows, summary = evaluate_from_args(args, lambda model, tokenizer: evaluate_niah(
-        model, tokenizer, lengths=lengths, depths=depths))
-    if args.csv:
-        write_csv(rows, args.csv)
-    print(json.dumps(summary, indent=2) if args.json else format_cells(summary))
-    return 0

@@ -8,18 +8,14 @@ in tokens of the model's tokenizer and the key sits at a fixed token offset
 for a given (length, depth). Everything before the key (the *prefix*) is then the same for every trial of a
 cell: its KV cache is computed once and each trial runs only the rest (prefix reuse). Keys are 5-digit numbers
 from ``random.Random(seed)``; decoding is greedy; an answer is right when its first integer is the key.
-
-This module also holds the model arguments and loader of every ``ropelab eval`` generation command.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
 import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -211,113 +207,3 @@ def summarize_cells(rows: Sequence[dict], **extra: Any) -> dict:
              for (length, depth), v in cells.items()]
     accuracy = sum(bool(r["correct"]) for r in rows) / len(rows) if rows else float("nan")
     return {"cells": table, "accuracy": accuracy, **extra}
-
-
-# --------------------------------------------------------------------------------------------- CLI
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--model, --dtype, --device and the optional extension (--method/--target-length/options) of eval commands."""
-    from ropelab.commands.plan import add_method_arguments
-
-    parser.add_argument("--model", required=True, help="smollm2-135m, a local HF model folder, or a .gguf file")
-    parser.add_argument("--dtype", default="float32", help="torch dtype to load in (float32, bfloat16, ...)")
-    # None = chosen when the model is loaded (resolve_device): asking torch for CUDA here would slow every --help
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    add_method_arguments(parser, required=False)
-
-
-def resolve_device(device: str | None) -> str:
-    """``--device`` as given, or ``"cuda"`` if torch sees a GPU, else ``"cpu"``, when it was not given."""
-    if device is not None:
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def model_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
-    """Load ``--model`` (a local HF folder or a ``.gguf`` file) with AutoModelForCausalLM/AutoTokenizer, in eval
-    mode on ``--device``. Extension plans are applied by :func:`evaluate_from_args`."""
-    from pathlib import Path
-
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = Path(args.model)
-    if not path.exists():
-        raise FileNotFoundError(f"model {args.model!r} not found: give smollm2-135m, a local HF folder or a .gguf file")
-    dtype = getattr(torch, args.dtype, None)
-    if not isinstance(dtype, torch.dtype):
-        raise ValueError(f"--dtype {args.dtype!r} is not a torch dtype (float32, bfloat16, float16)")  # noqa: TRY004 (a bad CLI value)
-    kwargs: dict[str, Any] = {"gguf_file": path.name} if path.suffix == ".gguf" else {}
-    folder = path.parent if path.suffix == ".gguf" else path
-    tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs).to(resolve_device(args.device)).eval()
-    return model, tokenizer
-
-
-def evaluate_from_args(args: argparse.Namespace, evaluate: Callable[[Any, Any], tuple[list[dict], dict]]
-                       ) -> tuple[list[dict], dict]:
-    """Load the model of ``args`` (:func:`ropelab.eval.loading.model_and_plans`), run ``evaluate(model, tokenizer)``
-    with the ``--method`` plan applied, and label rows and summary with model, method and target length."""
-    from ropelab.eval.loading import model_and_plans, plan_applied
-
-    if args.method and "," in args.method:
-        raise ValueError(f"one --method per run, got {args.method!r}")
-    model, tokenizer, plans = model_and_plans(args)
-    plan = plans[0] if plans else None
-    with plan_applied(model, plan):
-        rows, summary = evaluate(model, tokenizer)
-    extra = {"model": args.model, "method": plan.method if plan else "none",
-             "target_length": plan.target_length if plan else None}
-    return [{**extra, **row} for row in rows], {**extra, **summary}
-
-
-def parse_floats(text: str, name: str) -> list[float]:
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ValueError(f"--{name} must be comma-separated numbers, got {text!r}") from None
-
-
-def add_grid_arguments(parser: argparse.ArgumentParser, lengths: Sequence[int], depths: Sequence[float],
-                       rows: str) -> None:
-    """--lengths, --depths, --csv and --json of a retrieval grid (passkey, NIAH)."""
-    parser.add_argument("--lengths", default=",".join(map(str, lengths)), help="prompt lengths in tokens")
-    parser.add_argument("--depths", default=",".join(f"{d:g}" for d in depths), help="depths in [0, 1]")
-    parser.add_argument("--csv", help=f"write per-{rows} rows here")
-    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-
-
-def add_cli(subparsers: Any) -> None:
-    """``ropelab eval passkey``."""
-    parser = subparsers.add_parser("passkey", help="passkey retrieval accuracy over lengths x depths",
-                                   description=__doc__.splitlines()[0])
-    add_model_arguments(parser)
-    add_grid_arguments(parser, DEFAULT_LENGTHS, DEFAULT_DEPTHS, "trial")
-    parser.add_argument("--trials", type=int, default=5, help="keys per cell")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-prefix-reuse", action="store_true", help="run every prompt whole")
-    parser.set_defaults(func=run_cli)
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    from ropelab.figures import write_csv
-
-    lengths = [int(x) for x in parse_floats(args.lengths, "lengths")]
-    depths = parse_floats(args.depths, "depths")
-    rows, summary = evaluate_from_args(args, lambda model, tokenizer: evaluate_passkey(
-        model, tokenizer, lengths=lengths, depths=depths, trials=args.trials, seed=args.seed,
-        reuse_prefix=not args.no_prefix_reuse))
-    if args.csv:
-        write_csv(rows, args.csv)
-    print(json.dumps(summary, indent=2) if args.json else format_cells(summary))
-    return 0
-
-
-def format_cells(summary: dict) -> str:
-    """Accuracy table: one row per depth, one column per length."""
-    lengths = sorted({c["length"] for c in summary["cells"]})
-    depths = sorted({c["depth"] for c in summary["cells"]})
-    acc = {(c["length"], c["depth"]): c["accuracy"] for c in summary["cells"]}
-    lines = ["depth \\ length " + "".join(f"{n:>8}" for n in lengths)]
-    for d in depths:
-        lines.append(f"{d:>15.2f}" + "".join(f"{acc.get((n, d), float('nan')):>8.2f}" for n in lengths))
-    lines.append(f"accuracy {summary['accuracy']:.3f}")
-    return "\n".join(lines)

@@ -20,13 +20,10 @@ whole window. Per-token NLL comes from ``cross_entropy`` on float32 logits and i
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -121,6 +118,8 @@ def perplexity(model: Any, documents: Sequence[tuple[str, Sequence[int]]], lengt
     from ropelab.eval.passkey import warn_beyond_window
 
     check_protocol(protocol, length, stride)
+    if max_docs is not None and max_docs < 1:
+        raise ValueError(f"max_docs must be a positive integer or None, got {max_docs!r}")
     docs = [(str(doc_id), np.asarray(ids, dtype=np.int64)) for doc_id, ids in documents]
     if not docs or sum(len(ids) for _, ids in docs) == 0:
         raise ValueError("no text to evaluate: the documents are empty")
@@ -244,107 +243,3 @@ def guide_perplexity(model: Any, ids: Sequence[int], length: int, stride: int = 
         if end == n:
             break
     return math.exp(nll_sum / n_tokens)
-
-
-# --------------------------------------------------------------------------------------------- CLI
-def add_text_arguments(parser: argparse.ArgumentParser) -> None:
-    """Where the text comes from, and how it is cut: shared by ``ropelab eval ppl`` and ``retention``."""
-    text = parser.add_argument_group("text (one of)")
-    text.add_argument("--corpus", help="shakespeare, paul_graham, stdlib (default), text:<path> or hf:<name>")
-    text.add_argument("--text-file", help="a plain-text file (evaluated whole: split 'all')")
-    text.add_argument("--text-dir", help="a folder of plain-text files (split 'all')")
-    text.add_argument("--split", help="train, validation, test (default for corpora) or all")
-    text.add_argument("--max-docs", type=int, help="at most this many documents long enough for each length")
-    parser.add_argument("--stride", type=int, default=DEFAULT_STRIDE, help="sliding-window stride (PI/YaRN: 256)")
-    parser.add_argument("--batch-tokens", type=int,
-                        help=f"tokens per forward batch (default: one window on CPU, {DEFAULT_BATCH_TOKENS} on GPUs)")
-    parser.add_argument("--csv", help="write the result rows to this CSV")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
-
-
-def documents_from_args(args: argparse.Namespace, tokenizer: Any) -> tuple[list[tuple[str, np.ndarray]], dict]:
-    """Token ids of the chosen text, and ``{"corpus", "split"}`` describing it."""
-    from ropelab.data import document_tokens
-
-    given = [x for x in (args.corpus, args.text_file, args.text_dir) if x]
-    if len(given) > 1:
-        raise ValueError("give at most one of --corpus, --text-file and --text-dir")
-    if args.text_file or args.text_dir:
-        path = Path(args.text_file or args.text_dir)
-        if args.text_file and not path.is_file() or args.text_dir and not path.is_dir():
-            raise ValueError(f"{'--text-file' if args.text_file else '--text-dir'} {str(path)!r} does not exist")
-        corpus, split = f"text:{path}", args.split or "all"
-    else:
-        corpus, split = args.corpus or "stdlib", args.split or "test"
-    return document_tokens(corpus, split, tokenizer), {"corpus": corpus, "split": split}
-
-
-def parse_lengths(text: str) -> list[int]:
-    try:
-        lengths = [int(x) for x in str(text).split(",") if x.strip()]
-    except ValueError:
-        raise ValueError(f"--lengths must be comma-separated integers, got {text!r}") from None
-    if not lengths:
-        raise ValueError(f"--lengths must list at least one length, got {text!r}")
-    return lengths
-
-
-def json_ready(obj: Any) -> Any:
-    """``obj`` with NaN/inf floats as None, ready for strict JSON."""
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, dict):
-        return {k: json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_ready(v) for v in obj]
-    return obj
-
-
-def write_outputs(rows: list[dict], args: argparse.Namespace) -> None:
-    if args.csv:
-        from ropelab.figures import write_csv
-
-        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-        write_csv(rows, args.csv)
-
-
-def add_cli(subparsers: Any) -> None:
-    """``ropelab eval ppl``."""
-    from ropelab.eval.passkey import add_model_arguments
-
-    parser = subparsers.add_parser("ppl", help="perplexity at several lengths (sliding window or truncated)",
-                                   description=__doc__.splitlines()[0])
-    add_model_arguments(parser)
-    add_text_arguments(parser)
-    parser.add_argument("--lengths", default="2048,4096", help="comma-separated context lengths in tokens")
-    parser.add_argument("--protocol", default="sliding", help="sliding (default) or truncated")
-    parser.set_defaults(func=run_cli)
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    from ropelab.eval.loading import model_and_plans, plan_applied
-
-    lengths = parse_lengths(args.lengths)
-    for length in lengths:
-        check_protocol(args.protocol, length, args.stride)
-    if args.method and "," in args.method:
-        raise ValueError(f"ppl takes one --method, got {args.method!r}")
-    model, tokenizer, plans = model_and_plans(args)
-    plan = plans[0] if plans else None
-    docs, source = documents_from_args(args, tokenizer)
-    with plan_applied(model, plan):
-        results = perplexity_at_lengths(model, docs, lengths, protocol=args.protocol, stride=args.stride,
-                                        max_docs=args.max_docs, batch_tokens=args.batch_tokens)
-    extra = {"model": args.model, "method": plan.method if plan else "none",
-             "target_length": plan.target_length if plan else None, **source}
-    rows = [r.row(**extra) for r in results]
-    write_outputs(rows, args)
-    if args.json:
-        out = {**extra, "plan": json.loads(plan.to_json()) if plan else None, "results": rows}
-        print(json.dumps(json_ready(out), indent=2))
-    else:
-        print(f"{'length':>8}{'protocol':>11}{'ppl':>11}{'tokens':>10}{'docs':>6}{'skipped':>9}{'seconds':>9}")
-        for r in rows:
-            print(f"{r['length']:>8}{r['protocol']:>11}{r['ppl']:>11.4f}{r['n_tokens']:>10}{r['n_docs']:>6}"
-                  f"{r['n_skipped']:>9}{r['seconds']:>9.1f}")
-    return 0

@@ -8,8 +8,6 @@ applied (zero-shot). A ratio ppl_extended / ppl_original near 1 means the plan k
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -48,44 +46,3 @@ def retention(model: Any, documents: Sequence[tuple[str, Sequence[int]]], plans:
                 rows.append(result.row(method=plan.method, target_length=plan.target_length,
                                        ppl_original=baseline[length], ratio=ratio))
     return rows
-
-
-# --------------------------------------------------------------------------------------------- CLI
-def add_cli(subparsers: Any) -> None:
-    """``ropelab eval retention``."""
-    from ropelab.eval.passkey import add_model_arguments
-    from ropelab.eval.perplexity import add_text_arguments
-
-    parser = subparsers.add_parser(
-        "retention", help="perplexity inside the original window before and after each extension",
-        description=__doc__.splitlines()[0] + " --method takes several methods separated by commas.")
-    add_model_arguments(parser)
-    add_text_arguments(parser)
-    parser.add_argument("--lengths", help="comma-separated lengths <= the window (default: the window)")
-    parser.add_argument("--protocol", default="truncated", help="truncated (default) or sliding")
-    parser.set_defaults(func=run_cli)
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    from ropelab.eval.loading import model_and_plans
-    from ropelab.eval.perplexity import documents_from_args, json_ready, parse_lengths, write_outputs
-
-    if not args.method:
-        raise ValueError("retention needs --method (one or more, comma-separated) and --target-length")
-    lengths = parse_lengths(args.lengths) if args.lengths else None
-    model, tokenizer, plans = model_and_plans(args)
-    docs, source = documents_from_args(args, tokenizer)
-    rows = retention(model, docs, plans, lengths=lengths, protocol=args.protocol, stride=args.stride,
-                     max_docs=args.max_docs, batch_tokens=args.batch_tokens)
-    rows = [{"model": args.model, **source, **row} for row in rows]
-    write_outputs(rows, args)
-    if args.json:
-        out = {"model": args.model, **source, "plans": [json.loads(p.to_json()) for p in plans], "results": rows}
-        print(json.dumps(json_ready(out), indent=2))
-    else:
-        print(f"{'method':<12}{'length':>8}{'ppl':>10}{'original':>10}{'ratio':>8}{'tokens':>9}")
-        for r in rows:
-            print(f"{r['method']:<12}{r['length']:>8}{r['ppl']:>10.3f}{r['ppl_original']:>10.3f}{r['ratio']:>8.4f}"
-                  f"{r['n_tokens']:>9}")
-    return 0
-

@@ -1,0 +1,48 @@
+"""``ropelab eval retention``: perplexity inside the window before and after each plan
+(:func:`ropelab.eval.retention.retention`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ropelab.commands._eval import common
+
+
+def add_cli(subparsers: Any) -> None:
+    """``ropelab eval retention``."""
+    from ropelab.eval import retention
+
+    parser = subparsers.add_parser(
+        "retention", help="perplexity inside the original window before and after each extension",
+        description=retention.__doc__.splitlines()[0] + " --method takes several methods separated by commas.")
+    common.add_model_arguments(parser)
+    common.add_text_arguments(parser)
+    parser.add_argument("--lengths", help="comma-separated lengths <= the window (default: the window)")
+    parser.add_argument("--protocol", default="truncated", help="truncated (default) or sliding")
+    parser.set_defaults(func=run_cli)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    from ropelab.eval.retention import retention
+
+    if not args.method:
+        raise ValueError("retention needs --method (one or more, comma-separated) and --target-length")
+    common.check_positive(args, "max_docs", "batch_tokens", "stride")
+    lengths = common.parse_lengths(args.lengths) if args.lengths else None
+    model, tokenizer, plans = common.model_and_plans(args)
+    docs, source = common.documents_from_args(args, tokenizer)
+    rows = retention(model, docs, plans, lengths=lengths, protocol=args.protocol, stride=args.stride,
+                     max_docs=args.max_docs, batch_tokens=args.batch_tokens)
+    rows = [{"model": args.model, **source, **row} for row in rows]
+    common.write_rows(rows, args.csv)
+    if args.json:
+        out = {"model": args.model, **source, "plans": [json.loads(p.to_json()) for p in plans], "results": rows}
+        print(json.dumps(common.json_ready(out), indent=2))
+    else:
+        print(f"{'method':<12}{'length':>8}{'ppl':>10}{'original':>10}{'ratio':>8}{'tokens':>9}")
+        for r in rows:
+            print(f"{r['method']:<12}{r['length']:>8}{r['ppl']:>10.3f}{r['ppl_original']:>10.3f}{r['ratio']:>8.4f}"
+                  f"{r['n_tokens']:>9}")
+    return 0
