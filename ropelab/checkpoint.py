@@ -131,7 +131,7 @@ def resume_point(run_dir: str | Path, mode: str = "latest") -> tuple[int, Path]:
         if problem is None:
             if damaged and mode == "latest":
                 newest, why = damaged[0]
-                raise ValueError(f"resume: checkpoint {newest} is damaged: {why}; resume latest-intact continues "
+                raise ValueError(f"resume: checkpoint {newest} is damaged: {why}; --resume latest-intact continues "
                                  f"from {path.name}")
             return step, path
         damaged.append((path, problem))

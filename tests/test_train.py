@@ -3,6 +3,7 @@ that stock transformers reloads, and an exact resume after a real SIGKILL."""
 
 from __future__ import annotations
 
+import ast
 import csv
 import dataclasses
 import json
@@ -98,6 +99,50 @@ def test_bad_configs_fail_before_any_work_with_one_line(args, field, tmp_path, c
     assert not out.exists()
 
 
+@pytest.mark.parametrize("changes, message", [
+    ({"global_batch": True}, "global_batch must be a positive integer, got True"),  # YAML `true` is not batch 1
+    ({"micro_batch": False}, "micro_batch must be a positive integer, got False"),
+    ({"steps": 2.0}, "steps must be a positive integer, got 2.0"),
+    ({"log_every": 0}, "log_every must be a positive integer, got 0"),
+    ({"checkpoint_every": True}, "checkpoint_every must be an integer >= 0, got True"),
+    ({"loss_chunk_tokens": -1}, "loss_chunk_tokens must be an integer >= 0, got -1"),
+    ({"learning_rate": True}, "learning_rate must be a number > 0, got True"),
+    ({"max_grad_norm": -1.0}, "max_grad_norm must be a number >= 0, got -1.0"),
+    ({"betas": [0.9, True]}, r"betas must be two numbers in \[0, 1\), got \[0.9, True\]"),
+    ({"data": {"max_blocks": True}}, "data.max_blocks must be a positive integer or null, got True"),
+])
+def test_train_config_refuses_bools_and_out_of_range_numbers(changes, message):
+    from ropelab.config import load_config
+
+    assert load_config(TrainConfig, {"global_batch": 4}).global_batch == 4  # input sanity: the loader works
+    with pytest.raises(ValueError, match=message) as err:
+        load_config(TrainConfig, changes)
+    assert "\n" not in str(err.value)
+    if "data" not in changes:
+        with pytest.raises(ValueError, match=message):
+            TrainConfig(**changes)  # the dataclass itself refuses, whatever loader built it
+
+
+def test_library_imports_no_command_layer_and_module_entry_is_the_train_command():
+    probe = ("import sys, ropelab.train, ropelab.tiny; "
+             "print(sorted(m for m in sys.modules if m.startswith(('ropelab.cli', 'ropelab.commands'))))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+    imported = set()  # the train package never names tiny or the command layer, even in a function body
+    for path in sorted((ROOT / "ropelab" / "train").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add((path.name, node.module))
+            elif isinstance(node, ast.Import):
+                imported.update((path.name, alias.name) for alias in node.names)
+    assert ("loop.py", "ropelab.train.sampler") in imported  # input sanity: the walk sees imports
+    assert {(f, m) for f, m in imported if m.startswith(("ropelab.tiny", "ropelab.cli", "ropelab.commands"))} == {
+        ("__main__.py", "ropelab.cli")}  # the entry script only
+    usage = subprocess.run([sys.executable, "-m", "ropelab.train", "--help"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout
+    assert usage.startswith("usage: ropelab train") and "--resume [{latest,latest-intact}]" in usage
+
+
 @pytest.fixture(scope="module")
 def base_model(tmp_path_factory):
     """A micro LLaMA pre-trained at L = 32 on standard-library text (seconds)."""
@@ -115,6 +160,91 @@ def _recipe(base: Path, out: Path) -> TrainConfig:
                        data=DataConfig(corpus="stdlib", max_docs=30, max_blocks=48), steps=6, global_batch=4,
                        micro_batch=2, learning_rate=1e-3, loss_chunk_tokens=24, checkpoint_every=2,
                        trackers="none", output_dir=str(out), seed=1)
+
+
+def _short(base: Path, out: Path, **changes) -> TrainConfig:
+    """A few steps of 2 rows x 64 tokens on the micro model (about a second per run)."""
+    return dataclasses.replace(_recipe(base, out), **{"global_batch": 2, "steps": 6, **changes})
+
+
+def _same_run(a: Path, b: Path) -> None:
+    """Two runs logged the same rows (but their speed) and ended with bitwise the same weights."""
+    assert [{**r, "tokens_per_s": 0} for r in read_metrics(a)] == [{**r, "tokens_per_s": 0} for r in read_metrics(b)]
+    wa, wb = load_file(a / "model" / "model.safetensors"), load_file(b / "model" / "model.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_resume_continues_at_the_next_step_exactly(base_model, tmp_path):
+    """A run stopped after step 2 and resumed to 6 reads the batches of steps 3..6 and ends bitwise equal to an
+    uninterrupted run (the SIGKILL test below is the same through a real crash, slow)."""
+    full = finetune(cfg=_short(base_model, tmp_path / "full"), progress=False)
+    part = tmp_path / "part"
+    finetune(cfg=_short(base_model, part, steps=2), progress=False)
+    assert ckpt.latest_checkpoint(part)[0] == 2 and [r["step"] for r in read_metrics(part)] == [1, 2]
+    finetune(cfg=_short(base_model, part), resume=True, progress=False)
+    assert [r["step"] for r in read_metrics(part)] == [1, 2, 3, 4, 5, 6]
+    _same_run(full, part)
+    before = load_file(base_model / "model.safetensors")
+    assert not torch.equal(before["lm_head.weight"], load_file(part / "model" / "model.safetensors")["lm_head.weight"])
+
+
+def test_resume_without_a_checkpoint_is_refused_naming_the_folder(base_model, tmp_path, capsys):
+    typo = tmp_path / "runn"
+    code = cli_main(["train", "--config", "configs/train/tiny-quick-2x.yaml", "--model", str(base_model),
+                     "--set", "data.corpus=stdlib", "--output-dir", str(typo), "--resume"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and f"no checkpoint in {typo / 'checkpoints'}" in err, err
+    assert not typo.exists()  # nothing written, no tiny model pre-trained, no training from step 0
+    with pytest.raises(ValueError, match="no checkpoint in"):
+        finetune(cfg=_short(base_model, typo), resume=True, progress=False)
+    assert not typo.exists()
+
+
+def test_damaged_checkpoint_is_named_and_fallback_is_explicit(base_model, tmp_path, capsys):
+    run = tmp_path / "run"
+    cfg = _short(base_model, run, steps=4, checkpoint_every=1, keep_checkpoints=3)
+    finetune(cfg=cfg, progress=False)
+    assert [s for s, _ in ckpt.list_checkpoints(run)] == [2, 3, 4]
+    newest = run / "checkpoints" / "step_0000004"
+    weights = newest / "model.safetensors"
+    with weights.open("r+b") as fh:  # truncated: a full disk, an interrupted copy
+        fh.truncate(weights.stat().st_size // 2)
+    saved = {name: (run / name).read_bytes() for name in ("config.yaml", "plan.json", "metrics.jsonl")}
+    save_config(dataclasses.replace(cfg, steps=6), tmp_path / "more.yaml")
+    capsys.readouterr()
+
+    code = cli_main(["train", "--config", str(tmp_path / "more.yaml"), "--resume"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and str(newest) in err and "model.safetensors" in err, err
+    assert "latest-intact" in err and "step_0000003" in err  # how to fall back, and to what
+    with pytest.raises(ValueError, match="step_0000004 is damaged"):
+        finetune(cfg=dataclasses.replace(cfg, steps=6), resume=True, progress=False)
+    assert {name: (run / name).read_bytes() for name in saved} == saved  # nothing rewritten
+    assert weights.is_file()
+
+    # only when asked: the newest intact checkpoint (step 3); the damaged one is kept aside, not deleted
+    finetune(cfg=dataclasses.replace(cfg, steps=6), resume="latest-intact", progress=False)
+    assert (run / "checkpoints" / "step_0000004.damaged" / "model.safetensors").is_file()
+    full = finetune(cfg=_short(base_model, tmp_path / "full"), progress=False)
+    _same_run(full, run)
+
+
+def test_checkpoint_problems_are_found_without_loading(base_model, tmp_path):
+    run = finetune(cfg=_short(base_model, tmp_path / "run", steps=2, checkpoint_every=1), progress=False)
+    (one, first), (two, second) = ckpt.list_checkpoints(run)
+    assert (one, two) == (1, 2) and ckpt.checkpoint_problem(first) is None
+    state = json.loads((second / ckpt.STATE_FILE).read_text())
+    assert state["step"] == 2 and {"model.safetensors", "optimizer.bin"} <= set(state["files"])
+    with (second / "optimizer.bin").open("ab") as fh:  # any file, any change of size
+        fh.write(b"x")
+    assert "optimizer.bin has" in ckpt.checkpoint_problem(second)
+    assert ckpt.resume_point(run, "latest-intact") == (1, first)
+    (first / "random_states_0.pkl").unlink()
+    assert ckpt.checkpoint_problem(first) == "random_states_0.pkl is missing"
+    with pytest.raises(ValueError, match="no older checkpoint .* is intact"):
+        ckpt.resume_point(run, "latest-intact")
+    with pytest.raises(ValueError, match="resume must be one of latest, latest-intact, got 'newest'"):
+        ckpt.resume_point(run, "newest")
 
 
 @pytest.mark.slow
