@@ -58,6 +58,34 @@ def test_chunked_loss_and_grads_match_transformers(chunk):
         assert torch.allclose(param.grad, ref_grads[name], atol=1e-6, rtol=1e-5), name
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_torch_linear_cross_entropy_path_equals_the_plain_loss(reduction):
+    """Several chunks in float32 go through F.linear_cross_entropy: the numbers and gradients of one plain chunk."""
+    hidden = torch.randn(2, 50, 16, dtype=torch.float32, requires_grad=True)  # (B, T, H)
+    weight = torch.randn(300, 16, requires_grad=True)  # (V, H)
+    labels = torch.randint(0, 300, (2, 50))
+    labels[1, :7] = -100
+    grads = []
+    for chunk in (0, 13):  # 0: one plain chunk (full logits); 13: the torch op, 8 chunks
+        loss = chunked_lm_loss(hidden, weight, labels, chunk, reduction)
+        (loss * torch.linspace(0.5, 2, loss.numel()).reshape(loss.shape)).sum().backward()
+        grads.append((loss.detach(), hidden.grad.clone(), weight.grad.clone()))
+        hidden.grad = weight.grad = None
+    for plain, chunked in zip(*grads):
+        torch.testing.assert_close(chunked, plain, rtol=1e-5, atol=1e-6)
+
+
+def test_under_autocast_the_loss_keeps_bf16_logits_as_transformers():
+    hidden, weight = torch.randn(2, 50, 16), torch.randn(300, 16)
+    labels = torch.randint(0, 300, (2, 50))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = chunked_lm_loss(hidden, weight, labels, 13)
+        ref = torch.nn.functional.cross_entropy(torch.nn.functional.linear(hidden, weight).float().reshape(-1, 300),
+                                                labels.reshape(-1))
+    torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-6)
+    assert abs(float(ours) - float(chunked_lm_loss(hidden, weight, labels, 13))) > 1e-4  # not the float32 op
+
+
 def test_chunked_loss_reductions_and_ignore_index():
     hidden, weight = torch.randn(2, 5, 4), torch.randn(11, 4)
     labels = torch.randint(0, 11, (2, 5))
@@ -81,6 +109,27 @@ def test_sampler_is_a_deterministic_permutation_split_over_ranks():
     assert again == epoch0[8:]  # a resumed run at step 1 reads what the uninterrupted run read
     other_seed = TrainConfig(global_batch=8, micro_batch=2, seed=4)
     assert [sample_indices(0, 0, 0, n_blocks, other_seed, processes)] != [epoch0[:2]]
+
+
+def test_sampler_reshuffles_every_epoch_and_covers_each_epoch_once():
+    cfg = TrainConfig(global_batch=4, micro_batch=2, seed=0)
+    n_blocks, processes = 12, 2  # 3 steps per epoch
+    accum = accumulation_steps(cfg, processes)
+    order = [i for step in range(15) for rank in range(processes) for micro in range(accum)
+             for i in sample_indices(step, micro, rank, n_blocks, cfg, processes)]
+    epochs = [tuple(order[e * n_blocks:(e + 1) * n_blocks]) for e in range(5)]
+    assert all(sorted(e) == list(range(n_blocks)) for e in epochs)  # each epoch reads every block once
+    assert len(set(epochs)) == 5  # and in a new order each time
+    assert epochs[0] != tuple(range(n_blocks))  # shuffled, not read in storage order
+    # a batch straddling the epoch boundary: the last samples of epoch 0, then the first of epoch 1
+    odd = TrainConfig(global_batch=5, micro_batch=5, seed=0)
+    assert sample_indices(2, 0, 0, 12, odd, 1) == [*order_of(odd, 12, 0)[10:], *order_of(odd, 12, 1)[:3]]
+
+
+def order_of(cfg: TrainConfig, n_blocks: int, epoch: int) -> list[int]:
+    """The seeded permutation of one epoch, as the sampler documents it."""
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+    return torch.randperm(n_blocks, generator=gen).tolist()
 
 
 @pytest.mark.parametrize("args, field", [
