@@ -237,6 +237,36 @@ def test_resume_continues_at_the_next_step_exactly(base_model, tmp_path):
     assert not torch.equal(before["lm_head.weight"], load_file(part / "model" / "model.safetensors")["lm_head.weight"])
 
 
+def test_logged_loss_is_the_mean_over_the_accumulated_micro_batches(base_model, tmp_path):
+    """Step 1's logged loss is the model's own loss on the rows the sampler gives step 1, averaged over the two
+    micro batches (no update happens between them), and the logged learning rate is the recipe's."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ropelab.hf import apply_plan
+    from ropelab.train import make_run_plan, training_blocks
+
+    cfg = _short(base_model, tmp_path / "run", steps=1, micro_batch=1)
+    run = finetune(cfg=cfg, progress=False)
+    model = apply_plan(AutoModelForCausalLM.from_pretrained(base_model), make_run_plan(cfg)).eval()
+    blocks = training_blocks(AutoTokenizer.from_pretrained(base_model), cfg.data, cfg.target_length)
+    with torch.no_grad():
+        losses = [float(model(input_ids=blocks[sample_indices(0, m, 0, len(blocks), cfg, 1)],
+                              labels=blocks[sample_indices(0, m, 0, len(blocks), cfg, 1)]).loss) for m in (0, 1)]
+    (row,) = read_metrics(run)
+    assert abs(losses[0] - losses[1]) > 1e-3  # input sanity: the two micro batches differ
+    assert row["loss"] == pytest.approx(sum(losses) / 2, rel=1e-5) and row["lr"] == cfg.learning_rate
+    assert row["tokens"] == 2 * 64
+
+
+def test_learning_rate_schedule_by_hand():
+    from ropelab.train.loop import _lr_lambda
+
+    factor = _lr_lambda(TrainConfig(steps=14, warmup_steps=4, schedule="cosine"))
+    assert [factor(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]  # linear warm-up reaches 1 at its last step
+    assert factor(4) == 1.0 and factor(9) == pytest.approx(0.1 + 0.9 * 0.5) and factor(14) == pytest.approx(0.1)
+    assert _lr_lambda(TrainConfig(steps=14))(13) == 1.0  # the paper's constant rate
+
+
 def test_resume_without_a_checkpoint_is_refused_naming_the_folder(base_model, tmp_path, capsys):
     typo = tmp_path / "runn"
     code = cli_main(["train", "--config", "configs/train/tiny-quick-2x.yaml", "--model", str(base_model),
@@ -284,9 +314,11 @@ def test_checkpoint_problems_are_found_without_loading(base_model, tmp_path):
     assert (one, two) == (1, 2) and ckpt.checkpoint_problem(first) is None
     state = json.loads((second / ckpt.STATE_FILE).read_text())
     assert state["step"] == 2 and {"model.safetensors", "optimizer.bin"} <= set(state["files"])
-    with (second / "optimizer.bin").open("ab") as fh:  # any file, any change of size
-        fh.write(b"x")
-    assert "optimizer.bin has" in ckpt.checkpoint_problem(second)
+    optimizer = second / "optimizer.bin"  # not safetensors: only the recorded size tells
+    size = optimizer.stat().st_size
+    with optimizer.open("r+b") as fh:
+        fh.truncate(size - 1)
+    assert ckpt.checkpoint_problem(second) == f"optimizer.bin has {size - 1} bytes, {size} were written"
     assert ckpt.resume_point(run, "latest-intact") == (1, first)
     (first / "random_states_0.pkl").unlink()
     assert ckpt.checkpoint_problem(first) == "random_states_0.pkl is missing"
