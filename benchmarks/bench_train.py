@@ -5,9 +5,14 @@ speed (default): ``ropelab.train.train_model`` (accelerate, accumulation, metric
     loss), alternating runs; prints tokens/s of both and the overhead (target < 5%).
 memory: peak resident memory of one training step (forward + backward + AdamW) of the tiny model against sequence
     length, with and without gradient checkpointing and the chunked loss; each point in a fresh process.
+loss: the LM head + cross-entropy alone, forward + backward: ropelab's chunked loss against torch's
+    ``F.linear_cross_entropy`` (chunked with ``LinearCrossEntropyOptions``, and its reference path): the largest
+    difference in loss and gradients, seconds (best of --repeats, implementations alternating) and peak resident
+    memory of the first call, each implementation in a fresh process.
 
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_train.py speed --steps 20
     OMP_WAIT_POLICY=PASSIVE python benchmarks/bench_train.py memory --lengths 512 1024 2048 4096
+    OMP_NUM_THREADS=1 python benchmarks/bench_train.py loss --tokens 2048 --hidden 576 --vocab 49152 --chunk 1024
 """
 
 from __future__ import annotations
@@ -142,10 +147,77 @@ def memory(args: argparse.Namespace) -> None:
                   f"peak +{r['peak_mib']:8.1f} MiB  {r['seconds']:6.2f} s", flush=True)
 
 
+LOSSES = ("ropelab", "torch_chunked", "torch_reference")
+
+
+def _loss_point(impl: str, tokens: int, hidden: int, vocab: int, chunk: int, repeats: int, out: str) -> dict:
+    """Forward + backward of one loss implementation on seeded inputs (run in a fresh process); saves loss + grads."""
+    import torch
+    import torch.nn.functional as F
+
+    from ropelab.train import chunked_lm_loss
+
+    gen = torch.Generator().manual_seed(0)
+    h = torch.randn(1, tokens, hidden, generator=gen).requires_grad_()  # (1, N, H)
+    w = (0.05 * torch.randn(vocab, hidden, generator=gen)).requires_grad_()  # (V, H)
+    y = torch.randint(0, vocab, (1, tokens), generator=gen)  # (1, N)
+    options = torch.nn.LinearCrossEntropyOptions(batch_chunk_size=chunk or tokens)
+
+    def loss():
+        if impl == "ropelab":
+            return chunked_lm_loss(h, w, y, chunk)
+        return F.linear_cross_entropy(h.reshape(-1, hidden), w, y.reshape(-1),
+                                      options=options if impl == "torch_chunked" else None)
+
+    seconds = []
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for _ in range(repeats + 1):  # the first call: its peak is the memory; then the timed calls
+        h.grad = w.grad = None
+        start = time.perf_counter()
+        value = loss()
+        value.backward()
+        seconds.append(time.perf_counter() - start)
+        if len(seconds) == 1:
+            peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    torch.save({"loss": value.detach(), "grad_hidden": h.grad, "grad_weight": w.grad}, out)
+    return {"impl": impl, "seconds": min(seconds[1:] or seconds), "peak_mib": round(peak, 1)}
+
+
+def loss_benchmark(args: argparse.Namespace) -> None:
+    import torch
+
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(args.repeats):  # alternate, one timed call per process, best over processes
+            for impl in LOSSES:
+                out = subprocess.run([sys.executable, __file__, "_loss", impl, str(args.tokens), str(args.hidden),
+                                      str(args.vocab), str(args.chunk), "1", f"{tmp}/{impl}.pt"],
+                                     capture_output=True, text=True, check=False)
+                if out.returncode:
+                    raise SystemExit(out.stderr[-2000:])
+                row = json.loads(out.stdout.strip().splitlines()[-1])
+                best = rows.setdefault(impl, row)
+                best["seconds"] = min(best["seconds"], row["seconds"])
+                best["peak_mib"] = min(best["peak_mib"], row["peak_mib"])
+        ref = torch.load(f"{tmp}/ropelab.pt")
+        for impl in LOSSES:
+            other = torch.load(f"{tmp}/{impl}.pt")
+            rows[impl]["max_rel_diff"] = {k: float((other[k] - ref[k]).abs().max() / ref[k].abs().max()) for k in ref}
+    print(f"N={args.tokens} H={args.hidden} V={args.vocab} chunk={args.chunk or 'none'} float32, "
+          f"{torch.get_num_threads()} thread(s), best of {args.repeats}")
+    for impl, r in rows.items():
+        diff = " ".join(f"{k} {v:.1e}" for k, v in r["max_rel_diff"].items())
+        print(f"{impl:<16} {r['seconds']:7.3f} s  peak +{r['peak_mib']:7.1f} MiB  rel. diff vs ropelab: {diff}")
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_point":
         length, ckpt, chunk, profile = sys.argv[2:6]
         print(json.dumps(_one_step_peak(int(length), bool(int(ckpt)), int(chunk), profile)))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "_loss":
+        impl, tokens, hidden, vocab, chunk, repeats, out = sys.argv[2:9]
+        print(json.dumps(_loss_point(impl, int(tokens), int(hidden), int(vocab), int(chunk), int(repeats), out)))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="mode")
@@ -159,8 +231,14 @@ def main() -> None:
     mp = sub.add_parser("memory")
     mp.add_argument("--profile", default="quick", choices=["quick", "full"])
     mp.add_argument("--lengths", type=int, nargs="+", default=[512, 1024, 2048, 4096])
+    lp = sub.add_parser("loss")
+    lp.add_argument("--tokens", type=int, default=2048, help="positions scored (rows x length)")
+    lp.add_argument("--hidden", type=int, default=576, help="hidden size (SmolLM2-135M: 576)")
+    lp.add_argument("--vocab", type=int, default=49152, help="vocabulary (SmolLM2: 49152)")
+    lp.add_argument("--chunk", type=int, default=1024, help="tokens per chunk (0: one chunk)")
+    lp.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(sys.argv[1:] if len(sys.argv) > 1 else ["speed"])
-    (memory if args.mode == "memory" else speed)(args)
+    {"memory": memory, "loss": loss_benchmark}.get(args.mode, speed)(args)
 
 
 if __name__ == "__main__":

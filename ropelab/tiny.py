@@ -24,7 +24,16 @@ import torch
 
 from ropelab.config import load_config, to_dict
 from ropelab.seeding import seed_everything
-from ropelab.train import DONE_FILE, MODEL_SUBDIR, TrainConfig, position_losses, save_model, train_model
+from ropelab.train import (
+    DONE_FILE,
+    MODEL_SUBDIR,
+    TINY_PREFIX,
+    TrainConfig,
+    base_spec,
+    position_losses,
+    save_model,
+    train_model,
+)
 
 EOS = "<|endoftext|>"
 
@@ -109,6 +118,25 @@ def load_tiny_config(source: str | Path | dict, overrides: dict | None = None) -
     if isinstance(source, str) and not source.endswith((".yaml", ".yml")) and "/" not in source:
         source = f"train/{source}"
     return load_config(TinyConfig, source, overrides)
+
+
+def resolve_spec(source: str) -> Any:
+    """The RoPE of a training ``model`` name without pre-training: "tiny:<profile>" from its config, anything else
+    from its folder or hub config (:func:`ropelab.train.base_spec`)."""
+    from ropelab.spec import RopeSpec
+
+    if source.startswith(TINY_PREFIX):
+        cfg = load_tiny_config(source[len(TINY_PREFIX):])
+        return RopeSpec.from_hf_config(llama_config(cfg, cfg.vocab_size))
+    return base_spec(source)
+
+
+def resolve_model(source: str) -> str:
+    """A model folder (or hub id) for a training ``model`` name; "tiny:<profile>" pre-trains the tiny LLaMA once
+    (:func:`pretrain`, cached) and gives its folder."""
+    if source.startswith(TINY_PREFIX):
+        return str(pretrain(load_tiny_config(source[len(TINY_PREFIX):])))
+    return source
 
 
 def pretrain(cfg: TinyConfig, run_dir: str | Path | None = None, *, force: bool = False,

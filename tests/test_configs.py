@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from ropelab.config import load_config
-from ropelab.tiny import TinyConfig
-from ropelab.train import TrainConfig, base_spec
+from ropelab.tiny import TinyConfig, resolve_spec
+from ropelab.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = sorted((ROOT / "configs" / "train").glob("*.yaml"))
@@ -29,7 +29,7 @@ def test_train_configs_load(path):
     cfg = load_config(TrainConfig, path)
     assert cfg.global_batch % cfg.micro_batch == 0
     if cfg.model.startswith("tiny:"):
-        spec = base_spec(cfg.model)
+        spec = resolve_spec(cfg.model)
         assert cfg.target_length in (2 * spec.original_length, 4 * spec.original_length)
         assert cfg.schedule == "constant" and cfg.warmup_steps == 0 and cfg.weight_decay == 0.0
 

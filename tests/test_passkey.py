@@ -7,6 +7,7 @@ by test_niah.py and test_longbench.py (one thread per test process: tests/confte
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 
 import pytest
@@ -92,6 +93,60 @@ def test_parse_answer():
     assert parse_answer(" 12345. Remember") == 12345
     assert parse_answer(" is the key 007") == 7
     assert parse_answer(" no digits") is None
+
+
+def bigram_llama(tokenizer, chain: list[int]):
+    """A real ``LlamaForCausalLM`` that follows token ``chain[i]`` with ``chain[i + 1]``, whatever came before (and
+    anything else with token 0): one-hot embeddings, decoder layers that add nothing (zero output projections), and an
+    LM head that maps each chain token to its successor. A model whose answer is known before it runs."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    vocab = len(tokenizer)
+    width = -(-vocab // 8) * 8
+    config = LlamaConfig(vocab_size=vocab, hidden_size=width, intermediate_size=16, num_hidden_layers=1,
+                         num_attention_heads=1, num_key_value_heads=1, max_position_embeddings=512,
+                         tie_word_embeddings=False, bos_token_id=0, eos_token_id=1)
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        model.model.embed_tokens.weight.zero_()
+        model.model.embed_tokens.weight[:, :vocab].copy_(torch.eye(vocab))
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.lm_head.weight.zero_()
+        for here, after in itertools.pairwise(chain):
+            model.lm_head.weight[after, here] = 1.0
+    return model
+
+
+def test_scoring_counts_a_right_answer_right_and_a_wrong_one_wrong():
+    """Every other passkey test uses a random model, which is never right: here the model answers the first key."""
+    _, tok = tiny_llama()
+    keys = draw_keys(8, 2)  # 39714: five different digits
+    prompt = PasskeyPrompter(tok)(128, 0.5, keys[0])
+    answer = list(tok(f" {keys[0]}", add_special_tokens=False).input_ids)
+    chain = [prompt.ids[-1], *answer]
+    assert keys[0] != keys[1] and len(set(chain)) == len(chain)  # input sanity: a chain a bigram can follow
+    model = bigram_llama(tok, chain)
+    assert tok.decode(greedy_generate(model, prompt.ids, 6), skip_special_tokens=True) == f" {keys[0]}"
+    for reuse in (True, False):
+        rows, summary = evaluate_passkey(model, tok, lengths=[128], depths=[0.5], trials=2, seed=8,
+                                         reuse_prefix=reuse, progress=False)
+        assert [r["key"] for r in rows] == keys
+        assert [(r["answer"], r["correct"]) for r in rows] == [(keys[0], True), (keys[0], False)]
+        assert summary["accuracy"] == 0.5 and summary["cells"][0]["accuracy"] == 0.5
+
+
+@pytest.mark.slow
+def test_smollm2_finds_the_passkey_inside_its_window():
+    """The real model at 1k tokens (its window is 8k): the answer is the key, not just any number."""
+    from ropelab.models import load_model
+
+    model, tokenizer = load_model("smollm2-135m")
+    rows, summary = evaluate_passkey(model, tokenizer, lengths=[1024], depths=[0.0, 0.5, 1.0], trials=2, seed=0,
+                                     progress=False)
+    assert summary["accuracy"] >= 5 / 6, rows
+    assert all(r["answer"] == r["key"] for r in rows if r["correct"])
 
 
 def test_prefix_reuse_gives_the_answer_of_the_full_run():

@@ -86,6 +86,28 @@ def test_batching_and_logit_chunks_do_not_change_the_value():
     assert many.doc_ppl == pytest.approx(one.doc_ppl, rel=1e-5)
 
 
+def test_documents_of_unequal_length_are_weighted_by_their_scored_tokens():
+    """Perplexity over documents is exp(total NLL / total tokens), not a mean of per-document values: a 256-token
+    document (one window, the model's own loss) and a 900-token one (the guide's loop) by hand."""
+    model, _ = tiny_lm()
+    (id_a, tokens_a), (id_b, tokens_b) = essay_tokens()
+    short, long = tokens_a[:256], tokens_b[:900]
+    with torch.no_grad():
+        ids = torch.as_tensor(short[None]).long()
+        nll_short = float(model(input_ids=ids, labels=ids).loss) * 255  # tokens 1..255 scored
+    nll_long = math.log(guide_perplexity(model, long, 256, 128)) * 899  # tokens 1..899, each once
+    expected = math.exp((nll_short + nll_long) / (255 + 899))
+    per_doc = [math.exp(nll_short / 255), math.exp(nll_long / 899)]
+    mean_of_docs = math.exp((math.log(per_doc[0]) + math.log(per_doc[1])) / 2)
+    assert abs(mean_of_docs / expected - 1) > 1e-3 and abs(sum(per_doc) / 2 / expected - 1) > 1e-3  # input sanity
+
+    result = perplexity(model, [(id_a, short), (id_b, long)], 256, stride=128, progress=False)
+    assert (result.n_tokens, result.n_docs) == (255 + 899, 2)
+    assert result.ppl == pytest.approx(expected, rel=1e-5)
+    assert result.nll == pytest.approx((nll_short + nll_long) / (255 + 899), rel=1e-5)
+    assert [result.doc_ppl[id_a], result.doc_ppl[id_b]] == pytest.approx(per_doc, rel=1e-5)
+
+
 def test_truncated_protocol_is_the_models_own_loss_and_counts_short_documents():
     model, _ = tiny_lm()
     docs = [(i, ids) for i, ids in essay_tokens()] + [("short", essay_tokens()[0][1][:50])]

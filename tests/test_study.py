@@ -20,15 +20,26 @@ from ropelab.study import (
     write_study_table,
 )
 
+# optimizer steps of every fine-tuning run per scale: one budget for every method (the paper: 1000 to 8k, 500 to 16k)
+PROFILE_STEPS = {"quick": {2: 6, 4: 6}, "full": {2: 16, 4: 16}, "gpu": {2: 1000, 4: 500}}
+
 
 @pytest.mark.parametrize("profile", ["quick", "full", "gpu"])
-def test_profiles_parse(profile):
+def test_profiles_parse(profile, tmp_path):
+    from ropelab.study import run_recipe
+
     cfg = load_study_config(profile)
     assert cfg.name == profile
     assert set(cfg.methods) == {"none", "pi", "ntk", "yarn", "dprope", "dprope_paper"}
     assert tuple(cfg.scales) == (2, 4)
     assert len(cfg.seeds) >= (3 if profile == "full" else 1)
-    assert len({cfg.finetune.steps, *cfg.steps_per_scale.values()}) >= 1
+    assert set(cfg.steps_per_scale) <= set(cfg.scales)  # no budget for a scale that is not studied
+    spec = RopeSpec.preset("llama2-7b") if profile == "gpu" else RopeSpec(10000.0, 64, 128)
+    steps = {}
+    for variant in variants(cfg, spec):
+        recipe = run_recipe(cfg, variant, variant.plan(spec), "stdlib", tmp_path, 0)
+        steps.setdefault(variant.scale, set()).add(recipe.steps)
+    assert steps == {scale: {n} for scale, n in PROFILE_STEPS[profile].items()}  # the same for every method
 
 
 def test_gpu_profile_is_the_paper_recipe():

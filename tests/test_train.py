@@ -3,6 +3,7 @@ that stock transformers reloads, and an exact resume after a real SIGKILL."""
 
 from __future__ import annotations
 
+import ast
 import csv
 import dataclasses
 import json
@@ -57,6 +58,34 @@ def test_chunked_loss_and_grads_match_transformers(chunk):
         assert torch.allclose(param.grad, ref_grads[name], atol=1e-6, rtol=1e-5), name
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_torch_linear_cross_entropy_path_equals_the_plain_loss(reduction):
+    """Several chunks in float32 go through F.linear_cross_entropy: the numbers and gradients of one plain chunk."""
+    hidden = torch.randn(2, 50, 16, dtype=torch.float32, requires_grad=True)  # (B, T, H)
+    weight = torch.randn(300, 16, requires_grad=True)  # (V, H)
+    labels = torch.randint(0, 300, (2, 50))
+    labels[1, :7] = -100
+    grads = []
+    for chunk in (0, 13):  # 0: one plain chunk (full logits); 13: the torch op, 8 chunks
+        loss = chunked_lm_loss(hidden, weight, labels, chunk, reduction)
+        (loss * torch.linspace(0.5, 2, loss.numel()).reshape(loss.shape)).sum().backward()
+        grads.append((loss.detach(), hidden.grad.clone(), weight.grad.clone()))
+        hidden.grad = weight.grad = None
+    for plain, chunked in zip(*grads):
+        torch.testing.assert_close(chunked, plain, rtol=1e-5, atol=1e-6)
+
+
+def test_under_autocast_the_loss_keeps_bf16_logits_as_transformers():
+    hidden, weight = torch.randn(2, 50, 16), torch.randn(300, 16)
+    labels = torch.randint(0, 300, (2, 50))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = chunked_lm_loss(hidden, weight, labels, 13)
+        ref = torch.nn.functional.cross_entropy(torch.nn.functional.linear(hidden, weight).float().reshape(-1, 300),
+                                                labels.reshape(-1))
+    torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-6)
+    assert abs(float(ours) - float(chunked_lm_loss(hidden, weight, labels, 13))) > 1e-4  # not the float32 op
+
+
 def test_chunked_loss_reductions_and_ignore_index():
     hidden, weight = torch.randn(2, 5, 4), torch.randn(11, 4)
     labels = torch.randint(0, 11, (2, 5))
@@ -82,6 +111,27 @@ def test_sampler_is_a_deterministic_permutation_split_over_ranks():
     assert [sample_indices(0, 0, 0, n_blocks, other_seed, processes)] != [epoch0[:2]]
 
 
+def test_sampler_reshuffles_every_epoch_and_covers_each_epoch_once():
+    cfg = TrainConfig(global_batch=4, micro_batch=2, seed=0)
+    n_blocks, processes = 12, 2  # 3 steps per epoch
+    accum = accumulation_steps(cfg, processes)
+    order = [i for step in range(15) for rank in range(processes) for micro in range(accum)
+             for i in sample_indices(step, micro, rank, n_blocks, cfg, processes)]
+    epochs = [tuple(order[e * n_blocks:(e + 1) * n_blocks]) for e in range(5)]
+    assert all(sorted(e) == list(range(n_blocks)) for e in epochs)  # each epoch reads every block once
+    assert len(set(epochs)) == 5  # and in a new order each time
+    assert epochs[0] != tuple(range(n_blocks))  # shuffled, not read in storage order
+    # a batch straddling the epoch boundary: the last samples of epoch 0, then the first of epoch 1
+    odd = TrainConfig(global_batch=5, micro_batch=5, seed=0)
+    assert sample_indices(2, 0, 0, 12, odd, 1) == [*order_of(odd, 12, 0)[10:], *order_of(odd, 12, 1)[:3]]
+
+
+def order_of(cfg: TrainConfig, n_blocks: int, epoch: int) -> list[int]:
+    """The seeded permutation of one epoch, as the sampler documents it."""
+    gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+    return torch.randperm(n_blocks, generator=gen).tolist()
+
+
 @pytest.mark.parametrize("args, field", [
     (["--set", "bogus=1"], "'bogus'"),
     (["--target-length", "64"], "target_length"),
@@ -96,6 +146,50 @@ def test_bad_configs_fail_before_any_work_with_one_line(args, field, tmp_path, c
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("ropelab: error:") and field in err and "\n" not in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"global_batch": True}, "global_batch must be a positive integer, got True"),  # YAML `true` is not batch 1
+    ({"micro_batch": False}, "micro_batch must be a positive integer, got False"),
+    ({"steps": 2.0}, "steps must be a positive integer, got 2.0"),
+    ({"log_every": 0}, "log_every must be a positive integer, got 0"),
+    ({"checkpoint_every": True}, "checkpoint_every must be an integer >= 0, got True"),
+    ({"loss_chunk_tokens": -1}, "loss_chunk_tokens must be an integer >= 0, got -1"),
+    ({"learning_rate": True}, "learning_rate must be a number > 0, got True"),
+    ({"max_grad_norm": -1.0}, "max_grad_norm must be a number >= 0, got -1.0"),
+    ({"betas": [0.9, True]}, r"betas must be two numbers in \[0, 1\), got \[0.9, True\]"),
+    ({"data": {"max_blocks": True}}, "data.max_blocks must be a positive integer or null, got True"),
+])
+def test_train_config_refuses_bools_and_out_of_range_numbers(changes, message):
+    from ropelab.config import load_config
+
+    assert load_config(TrainConfig, {"global_batch": 4}).global_batch == 4  # input sanity: the loader works
+    with pytest.raises(ValueError, match=message) as err:
+        load_config(TrainConfig, changes)
+    assert "\n" not in str(err.value)
+    if "data" not in changes:
+        with pytest.raises(ValueError, match=message):
+            TrainConfig(**changes)  # the dataclass itself refuses, whatever loader built it
+
+
+def test_library_imports_no_command_layer_and_module_entry_is_the_train_command():
+    probe = ("import sys, ropelab.train, ropelab.tiny; "
+             "print(sorted(m for m in sys.modules if m.startswith(('ropelab.cli', 'ropelab.commands'))))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+    imported = set()  # the train package never names tiny or the command layer, even in a function body
+    for path in sorted((ROOT / "ropelab" / "train").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add((path.name, node.module))
+            elif isinstance(node, ast.Import):
+                imported.update((path.name, alias.name) for alias in node.names)
+    assert ("loop.py", "ropelab.train.sampler") in imported  # input sanity: the walk sees imports
+    assert {(f, m) for f, m in imported if m.startswith(("ropelab.tiny", "ropelab.cli", "ropelab.commands"))} == {
+        ("__main__.py", "ropelab.cli")}  # the entry script only
+    usage = subprocess.run([sys.executable, "-m", "ropelab.train", "--help"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout
+    assert usage.startswith("usage: ropelab train") and "--resume [{latest,latest-intact}]" in usage
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +209,123 @@ def _recipe(base: Path, out: Path) -> TrainConfig:
                        data=DataConfig(corpus="stdlib", max_docs=30, max_blocks=48), steps=6, global_batch=4,
                        micro_batch=2, learning_rate=1e-3, loss_chunk_tokens=24, checkpoint_every=2,
                        trackers="none", output_dir=str(out), seed=1)
+
+
+def _short(base: Path, out: Path, **changes) -> TrainConfig:
+    """A few steps of 2 rows x 64 tokens on the micro model (about a second per run)."""
+    return dataclasses.replace(_recipe(base, out), **{"global_batch": 2, "steps": 6, **changes})
+
+
+def _same_run(a: Path, b: Path) -> None:
+    """Two runs logged the same rows (but their speed) and ended with bitwise the same weights."""
+    assert [{**r, "tokens_per_s": 0} for r in read_metrics(a)] == [{**r, "tokens_per_s": 0} for r in read_metrics(b)]
+    wa, wb = load_file(a / "model" / "model.safetensors"), load_file(b / "model" / "model.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_resume_continues_at_the_next_step_exactly(base_model, tmp_path):
+    """A run stopped after step 2 and resumed to 6 reads the batches of steps 3..6 and ends bitwise equal to an
+    uninterrupted run (the SIGKILL test below is the same through a real crash, slow)."""
+    full = finetune(cfg=_short(base_model, tmp_path / "full"), progress=False)
+    part = tmp_path / "part"
+    finetune(cfg=_short(base_model, part, steps=2), progress=False)
+    assert ckpt.latest_checkpoint(part)[0] == 2 and [r["step"] for r in read_metrics(part)] == [1, 2]
+    finetune(cfg=_short(base_model, part), resume=True, progress=False)
+    assert [r["step"] for r in read_metrics(part)] == [1, 2, 3, 4, 5, 6]
+    _same_run(full, part)
+    before = load_file(base_model / "model.safetensors")
+    assert not torch.equal(before["lm_head.weight"], load_file(part / "model" / "model.safetensors")["lm_head.weight"])
+
+
+def test_logged_loss_is_the_mean_over_the_accumulated_micro_batches(base_model, tmp_path):
+    """Step 1's logged loss is the model's own loss on the rows the sampler gives step 1, averaged over the two
+    micro batches (no update happens between them), and the logged learning rate is the recipe's."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ropelab.hf import apply_plan
+    from ropelab.train import make_run_plan, training_blocks
+
+    cfg = _short(base_model, tmp_path / "run", steps=1, micro_batch=1)
+    run = finetune(cfg=cfg, progress=False)
+    model = apply_plan(AutoModelForCausalLM.from_pretrained(base_model), make_run_plan(cfg)).eval()
+    blocks = training_blocks(AutoTokenizer.from_pretrained(base_model), cfg.data, cfg.target_length)
+    with torch.no_grad():
+        losses = [float(model(input_ids=blocks[sample_indices(0, m, 0, len(blocks), cfg, 1)],
+                              labels=blocks[sample_indices(0, m, 0, len(blocks), cfg, 1)]).loss) for m in (0, 1)]
+    (row,) = read_metrics(run)
+    assert abs(losses[0] - losses[1]) > 1e-3  # input sanity: the two micro batches differ
+    assert row["loss"] == pytest.approx(sum(losses) / 2, rel=1e-5) and row["lr"] == cfg.learning_rate
+    assert row["tokens"] == 2 * 64
+
+
+def test_learning_rate_schedule_by_hand():
+    from ropelab.train.loop import _lr_lambda
+
+    factor = _lr_lambda(TrainConfig(steps=14, warmup_steps=4, schedule="cosine"))
+    assert [factor(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]  # linear warm-up reaches 1 at its last step
+    assert factor(4) == 1.0 and factor(9) == pytest.approx(0.1 + 0.9 * 0.5) and factor(14) == pytest.approx(0.1)
+    assert _lr_lambda(TrainConfig(steps=14))(13) == 1.0  # the paper's constant rate
+
+
+def test_resume_without_a_checkpoint_is_refused_naming_the_folder(base_model, tmp_path, capsys):
+    typo = tmp_path / "runn"
+    code = cli_main(["train", "--config", "configs/train/tiny-quick-2x.yaml", "--model", str(base_model),
+                     "--set", "data.corpus=stdlib", "--output-dir", str(typo), "--resume"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and f"no checkpoint in {typo / 'checkpoints'}" in err, err
+    assert not typo.exists()  # nothing written, no tiny model pre-trained, no training from step 0
+    with pytest.raises(ValueError, match="no checkpoint in"):
+        finetune(cfg=_short(base_model, typo), resume=True, progress=False)
+    assert not typo.exists()
+
+
+def test_damaged_checkpoint_is_named_and_fallback_is_explicit(base_model, tmp_path, capsys):
+    run = tmp_path / "run"
+    cfg = _short(base_model, run, steps=4, checkpoint_every=1, keep_checkpoints=3)
+    finetune(cfg=cfg, progress=False)
+    assert [s for s, _ in ckpt.list_checkpoints(run)] == [2, 3, 4]
+    newest = run / "checkpoints" / "step_0000004"
+    weights = newest / "model.safetensors"
+    with weights.open("r+b") as fh:  # truncated: a full disk, an interrupted copy
+        fh.truncate(weights.stat().st_size // 2)
+    saved = {name: (run / name).read_bytes() for name in ("config.yaml", "plan.json", "metrics.jsonl")}
+    save_config(dataclasses.replace(cfg, steps=6), tmp_path / "more.yaml")
+    capsys.readouterr()
+
+    code = cli_main(["train", "--config", str(tmp_path / "more.yaml"), "--resume"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and str(newest) in err and "model.safetensors" in err, err
+    assert "latest-intact" in err and "step_0000003" in err  # how to fall back, and to what
+    with pytest.raises(ValueError, match="step_0000004 is damaged"):
+        finetune(cfg=dataclasses.replace(cfg, steps=6), resume=True, progress=False)
+    assert {name: (run / name).read_bytes() for name in saved} == saved  # nothing rewritten
+    assert weights.is_file()
+
+    # only when asked: the newest intact checkpoint (step 3); the damaged one is kept aside, not deleted
+    finetune(cfg=dataclasses.replace(cfg, steps=6), resume="latest-intact", progress=False)
+    assert (run / "checkpoints" / "step_0000004.damaged" / "model.safetensors").is_file()
+    full = finetune(cfg=_short(base_model, tmp_path / "full"), progress=False)
+    _same_run(full, run)
+
+
+def test_checkpoint_problems_are_found_without_loading(base_model, tmp_path):
+    run = finetune(cfg=_short(base_model, tmp_path / "run", steps=2, checkpoint_every=1), progress=False)
+    (one, first), (two, second) = ckpt.list_checkpoints(run)
+    assert (one, two) == (1, 2) and ckpt.checkpoint_problem(first) is None
+    state = json.loads((second / ckpt.STATE_FILE).read_text())
+    assert state["step"] == 2 and {"model.safetensors", "optimizer.bin"} <= set(state["files"])
+    optimizer = second / "optimizer.bin"  # not safetensors: only the recorded size tells
+    size = optimizer.stat().st_size
+    with optimizer.open("r+b") as fh:
+        fh.truncate(size - 1)
+    assert ckpt.checkpoint_problem(second) == f"optimizer.bin has {size - 1} bytes, {size} were written"
+    assert ckpt.resume_point(run, "latest-intact") == (1, first)
+    (first / "random_states_0.pkl").unlink()
+    assert ckpt.checkpoint_problem(first) == "random_states_0.pkl is missing"
+    with pytest.raises(ValueError, match="no older checkpoint .* is intact"):
+        ckpt.resume_point(run, "latest-intact")
+    with pytest.raises(ValueError, match="resume must be one of latest, latest-intact, got 'newest'"):
+        ckpt.resume_point(run, "newest")
 
 
 @pytest.mark.slow

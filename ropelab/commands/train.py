@@ -23,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plan", help="a plan JSON (ropelab plan --out); replaces --method/--target-length")
     parser.add_argument("--output-dir", help="run folder (default: the config's output_dir)")
     parser.add_argument("--seed", type=int, help="override `seed`")
-    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint of the run")
+    parser.add_argument("--resume", nargs="?", const="latest", choices=["latest", "latest-intact"],
+                        help="continue from the newest checkpoint of the run (refused when it is damaged); "
+                             "'--resume latest-intact' from the newest intact one")
     parser.add_argument("--force", action="store_true", help="train again even if this exact run has finished")
     parser.add_argument("--stop-after-steps", type=int, help=argparse.SUPPRESS)  # debug: SIGKILL after step N
     add_method_arguments(parser, required=False)
@@ -59,8 +61,10 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ropelab import checkpoint
     from ropelab.config import load_config
     from ropelab.files import check_output_path
+    from ropelab.tiny import resolve_model, resolve_spec
     from ropelab.train import TrainConfig, finetune, process_state, validate
 
     if args.output_dir:
@@ -70,8 +74,12 @@ def run(args: argparse.Namespace) -> int:
             and load_config(TrainConfig, args.config).method != args.method):
         overrides["method_options"] = {}  # the config's options belong to the config's method
     cfg = load_config(TrainConfig, args.config, overrides)
-    validate(cfg, process_state().num_processes)  # every check before any work
-    run_dir = finetune(cfg=cfg, resume=args.resume, stop_after_steps=args.stop_after_steps, force=args.force)
+    # every check before any work (a tiny model is pre-trained only once the run is known good)
+    plan = validate(cfg, process_state().num_processes, spec=resolve_spec(cfg.model))
+    if args.resume:
+        checkpoint.resume_point(Path(cfg.output_dir).resolve(), args.resume)
+    run_dir = finetune(resolve_model(cfg.model), plan, cfg, resume=args.resume or False,
+                       stop_after_steps=args.stop_after_steps, force=args.force)
     if process_state().is_main_process:
         print(Path(run_dir) / "model")
     return 0
