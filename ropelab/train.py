@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -41,6 +40,8 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from ropelab import checkpoint as ckpt
 from ropelab.config import flatten, load_config, save_config, to_dict
+from ropelab.determinism import numerics_key, pinned_numerics
+from ropelab.io import content_key
 from ropelab.plan import RopePlan
 from ropelab.seeding import seed_everything
 
@@ -462,10 +463,12 @@ def validate(cfg: TrainConfig, processes: int = 1) -> RopePlan:
 
 
 def config_hash(cfg: TrainConfig, plan: RopePlan) -> str:
-    payload = {"config": to_dict(dataclasses.replace(cfg, output_dir="")), "plan": plan.to_dict()}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    payload = {"config": to_dict(dataclasses.replace(cfg, output_dir="")), "plan": plan.to_dict(),
+               "numerics": numerics_key()}
+    return content_key(payload)
 
 
+@pinned_numerics()
 def finetune(base_dir: str | Path | None = None, plan: RopePlan | None = None, cfg: TrainConfig | None = None,
              seed: int | None = None, run_dir: str | Path | None = None, *, resume: bool = False,
              stop_after_steps: int | None = None, force: bool = False, progress: bool = True) -> Path:
