@@ -61,8 +61,6 @@ def machine_fingerprint() -> dict[str, Any]:
     """What besides the pinned settings decides the last bits: CPU, SIMD levels in use, library versions."""
     import importlib.metadata
 
-    import numpy as np
-
     versions = {}
     for name in ("torch", "numpy", "transformers", "tokenizers", "matplotlib", "scipy"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
@@ -71,7 +69,7 @@ def machine_fingerprint() -> dict[str, Any]:
         "machine": platform.machine(),
         "cpu": _cpu_model(),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "numpy_simd": _numpy_simd(np),
+        "numpy_simd": _numpy_simd(),
         "python": platform.python_version_tuple()[0] + "." + platform.python_version_tuple()[1],
         "versions": versions,
     }
@@ -85,7 +83,7 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def _numpy_simd(np: Any) -> list[str]:
+def _numpy_simd() -> list[str]:
     """numpy's dispatched SIMD extensions that this CPU has (what ``numpy.show_runtime()`` lists as found)."""
     try:
         from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__

@@ -8,7 +8,7 @@ documents:
 * perplexity at L/2, L, 2L, 4L, 8L -- *truncated* protocol on segments of 8L tokens cut from the held-out split
   (every length scores the first n tokens of the same segments; no sliding window);
 * retention inside the original window: ppl at L/2 and L relative to the pre-trained model;
-* the plan's disturbance (KL, b bins; METHOD.md sec. 3);
+* the plan's disturbance (KL, b bins; docs/method.md sec. 3);
 * passkey accuracy over lengths x depths with keys never seen in training (:mod:`ropelab.synthetic` explains the
   passkey documents mixed into training).
 
@@ -42,7 +42,7 @@ def study_root(cfg: StudyConfig, root: str | Path | None = None) -> Path:
     return Path(root) if root is not None else cache_folder() / "study" / cfg.name
 
 
-def pretrained_model(cfg: StudyConfig, root: str | Path | None = None, progress: bool = True) -> tuple[Path, str]:
+def pretrained_model(cfg: StudyConfig, progress: bool = True) -> tuple[Path, str]:
     """``(model folder, training corpus)``: the tiny LLaMA pre-trained at L on text + passkey documents (cached).
 
     For ``base_model`` other than "tiny" the folder itself and ``cfg.corpus`` are returned.
@@ -128,7 +128,7 @@ def run_study(cfg: StudyConfig, root: str | Path | None = None, progress: bool =
     from ropelab.train import read_metrics
 
     root = study_root(cfg, root)
-    base_dir, corpus = pretrained_model(cfg, root, progress)
+    base_dir, corpus = pretrained_model(cfg, progress)
     spec = RopeSpec.from_hf_config(Path(base_dir) / "config.json")
     window = spec.original_length
     tokenizer = AutoTokenizer.from_pretrained(base_dir)

@@ -2,7 +2,7 @@
 
 A tiny model pre-trained on Shakespeare cannot find a passkey zero-shot (LLaMA2 can: it has seen enough text to
 copy). To make passkey accuracy measurable in miniature, a small share of the training text is made of passkey
-documents in the standard prompt (Mohtashami & Jaggi 2023; METHOD.md sec. 5; the pieces of
+documents in the standard prompt (Mohtashami & Jaggi 2023; docs/method.md sec. 5; the pieces of
 :mod:`ropelab.eval.passkey`): task line, filler, "The pass key is K. Remember it. K is the pass key.", filler,
 "What is the pass key? The pass key is K." -- random 5-digit keys, random depths, lengths up to the training
 length. Evaluation keys (:func:`ropelab.eval.passkey.draw_keys` with the evaluation seed) are never used here.
