@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 # OpenMP threads that spin while waiting run 5-10x slower on a busy 2-core machine (measured)
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install reproduce test test-fast figures bench lint clean
+.PHONY: install reproduce test test-fast bench lint lab clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	python3 -m venv $(VENV)
@@ -38,6 +38,14 @@ bench: install
 
 lint: install
 	$(VENV)/bin/ruff check ropelab tests benchmarks
+
+## JupyterLab on notebooks/ with .venv's python as the kernel: kernels in .venv come first (JUPYTER_PATH), so no
+## python3 kernelspec elsewhere shadows it; new notebooks get the "ropelab" kernel, registered in .venv once
+lab: install
+	@$(VENV)/bin/jupyter kernelspec list | grep -qw ropelab || \
+		$(PY) -m ipykernel install --sys-prefix --name ropelab --display-name "Python (ropelab)"
+	JUPYTER_PATH=$(abspath $(VENV))/share/jupyter $(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks \
+		--MappingKernelManager.default_kernel_name=ropelab
 
 clean:
 	rm -rf outputs .pytest_cache

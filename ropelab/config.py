@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from ropelab.io import atomic_write_text
+
 T = TypeVar("T")
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -105,11 +107,8 @@ def resolve_profile(source: str | Path) -> Path:
 
 
 def save_config(obj: Any, path: str | Path) -> Path:
-    """Write the resolved config beside a run's outputs."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(to_dict(obj), sort_keys=False))
-    return path
+    """Write the resolved config beside a run's outputs (atomically)."""
+    return atomic_write_text(path, yaml.safe_dump(to_dict(obj), sort_keys=False))
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

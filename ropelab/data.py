@@ -28,7 +28,6 @@ The key hashes the corpus name, split, document count limit, the documents' text
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -45,6 +44,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from ropelab.io import atomic_save, atomic_write_bytes, content_key
 from ropelab.models import cache_folder
 
 SPLITS = ("train", "validation", "test")
@@ -155,7 +155,7 @@ def check_corpus(corpus: str) -> str:
 
 def split_of(doc_id: str) -> str:
     """The split of a document: sha256 of its id as a number u in [0, 1); train < 0.8 <= validation < 0.9 <= test."""
-    u = int(hashlib.sha256(doc_id.encode("utf-8")).hexdigest()[:16], 16) / 2**64
+    u = int(content_key(blobs=[doc_id]), 16) / 2**64
     return SPLITS[sum(u >= bound for bound in SPLIT_BOUNDS)]
 
 
@@ -193,7 +193,7 @@ def split_manifest(corpus: str) -> dict[str, Any]:
 
 def write_split_manifest(corpus: str, path: str | os.PathLike) -> Path:
     """Write :func:`split_manifest` as JSON (atomically)."""
-    return _atomic_write(Path(path), json.dumps(split_manifest(corpus), indent=1).encode() + b"\n")
+    return atomic_write_bytes(path, json.dumps(split_manifest(corpus), indent=1).encode() + b"\n")
 
 
 # --------------------------------------------------------------------------------------------- tokens
@@ -204,7 +204,7 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
         definition = backend.to_str()
     else:
         definition = json.dumps(sorted(tokenizer.get_vocab().items())) + type(tokenizer).__name__
-    return hashlib.sha256(definition.encode("utf-8")).hexdigest()[:16]
+    return content_key(blobs=[definition])
 
 
 def encode(tokenizer: Any, texts: Sequence[str]) -> list[np.ndarray]:
@@ -228,7 +228,7 @@ def document_tokens(corpus: str, split: str, tokenizer: Any, max_docs: int | Non
     tokens = encode(tokenizer, [d.text for d in docs])
     offsets = np.cumsum([0] + [len(t) for t in tokens]).astype(np.int64)
     ids = np.concatenate(tokens) if tokens else np.zeros(0, np.int32)
-    _atomic_save(path, lambda fh: np.savez(fh, ids=ids, offsets=offsets,
+    atomic_save(path, lambda fh: np.savez(fh, ids=ids, offsets=offsets,
                                            doc_ids=np.array([d.doc_id for d in docs], dtype=str)))
     return [(d.doc_id, t) for d, t in zip(docs, tokens)]
 
@@ -249,7 +249,7 @@ def packed_sequences(corpus: str, split: str, tokenizer: Any, length: int,
             parts += [ids, np.asarray([eos] if eos is not None else [], dtype=np.int32)]
         stream = np.concatenate(parts)
         rows = len(stream) // length
-        _atomic_save(path, lambda fh: np.save(fh, stream[: rows * length].reshape(rows, length)))
+        atomic_save(path, lambda fh: np.save(fh, stream[: rows * length].reshape(rows, length)))
     return torch.from_numpy(np.load(path)).long()  # (N, length)
 
 
@@ -263,27 +263,5 @@ def _slug(corpus: str) -> str:
 
 
 def _key(corpus: str, split: str, max_docs: int | None, docs: Sequence[Document], tokenizer: Any) -> str:
-    digest = hashlib.sha256(json.dumps([CACHE_VERSION, corpus, split, max_docs,
-                                        tokenizer_fingerprint(tokenizer)]).encode())
-    for doc in docs:
-        digest.update(doc.doc_id.encode("utf-8") + b"\0" + doc.text.encode("utf-8") + b"\0")
-    return digest.hexdigest()[:16]
-
-
-def _atomic_save(path: Path, write: Callable[[Any], None]) -> Path:
-    """Write through ``write(file)`` into a temporary file beside ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def _atomic_write(path: Path, data: bytes) -> Path:
-    return _atomic_save(path, lambda fh: fh.write(data))
-
+    return content_key([CACHE_VERSION, corpus, split, max_docs, tokenizer_fingerprint(tokenizer)],
+                       (d.doc_id.encode("utf-8") + b"\0" + d.text.encode("utf-8") + b"\0" for d in docs))

@@ -12,6 +12,8 @@ import matplotlib
 matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
 import matplotlib.pyplot as plt
 
+from ropelab.io import atomic_save, atomic_write_text
+
 STYLE = Path(__file__).with_name("ropelab.mplstyle")
 FIGURE_DIR = Path(os.environ.get("ROPELAB_FIGURES", Path(__file__).resolve().parents[1] / "figures"))
 
@@ -41,7 +43,7 @@ def method_color(method: str) -> str:
 
 def save_figure(fig: plt.Figure, name: str, data: Iterable[Mapping[str, Any]] | Any = None,
                 directory: str | Path | None = None) -> Path:
-    """Write ``<dir>/<name>.pdf``, ``.png`` and, when ``data`` is given, ``.csv``; return the PDF path.
+    """Write ``<dir>/<name>.pdf``, ``.png`` and, when ``data`` is given, ``.csv`` (each atomically); return the PDF path.
 
     ``data`` is a list of row dicts or a pandas-like object with ``to_csv``. Metadata that carries dates or
     versions is stripped, so the same figure gives the same bytes on every run.
@@ -49,8 +51,9 @@ def save_figure(fig: plt.Figure, name: str, data: Iterable[Mapping[str, Any]] | 
     out = Path(directory) if directory is not None else FIGURE_DIR
     out.mkdir(parents=True, exist_ok=True)
     pdf = out / f"{name}.pdf"
-    fig.savefig(pdf, metadata={"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None})
-    fig.savefig(out / f"{name}.png", dpi=200, metadata={"Software": None})
+    atomic_save(pdf, lambda fh: fig.savefig(fh, format="pdf", metadata={"CreationDate": None, "ModDate": None,
+                                                                        "Producer": None, "Creator": None}))
+    atomic_save(out / f"{name}.png", lambda fh: fig.savefig(fh, format="png", dpi=200, metadata={"Software": None}))
     if data is not None:
         write_csv(data, out / f"{name}.csv")
     plt.close(fig)
@@ -58,20 +61,19 @@ def save_figure(fig: plt.Figure, name: str, data: Iterable[Mapping[str, Any]] | 
 
 
 def write_csv(data: Iterable[Mapping[str, Any]] | Any, path: str | Path) -> Path:
-    """Rows (dicts) or a DataFrame to CSV, floats written with 6 significant digits."""
+    """Rows (dicts) or a DataFrame to CSV (atomically), floats written with 6 significant digits."""
     import csv
+    import io
 
-    path = Path(path)
     if hasattr(data, "to_csv"):
-        data.to_csv(path, index=False, float_format="%.6g")
-        return path
+        return atomic_write_text(path, data.to_csv(index=False, float_format="%.6g"))
     rows = list(data)
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    return path
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    return atomic_write_text(path, text.getvalue())

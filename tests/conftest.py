@@ -1,6 +1,9 @@
 """Shared test set-up. Every test process, and every kernel or subprocess it starts, uses one thread that waits
 passively: tiny models run ~30x faster that way than two spinning OpenMP threads on a busy 2-core machine
-(measured), and ``pytest -n 2`` then shares the two cores instead of oversubscribing them."""
+(measured), and ``pytest -n 2`` then shares the two cores instead of oversubscribing them.
+
+This is for speed only: no number depends on it. Pre-training, fine-tuning and the study pin their own numerics
+(:mod:`ropelab.determinism`), so a model the tests put in the cache is the one a notebook would have made."""
 
 import os
 

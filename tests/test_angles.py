@@ -63,7 +63,7 @@ def test_float32_mode_reproduces_release_loop():
 
 
 def test_float32_drifts_from_exact_at_long_lengths():
-    # METHOD.md: float32 angles are visibly wrong past ~1e5 positions; exact mode is not.
+    # docs/method.md sec. 2: float32 angles are visibly wrong past ~1e5 positions; exact mode is not.
     theta = LLAMA2.inv_freq("float32")[:8]
     n = 200_000
     exact = angle_distribution(theta, n, 360) - SMOOTHING / n

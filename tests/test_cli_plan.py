@@ -24,7 +24,7 @@ def test_plan_table(capsys):
     assert out.count("\n") == 64 + 3 and "blend" in out and "disturbance 35.43 x1e-3" in out
 
 
-def test_plan_from_model_folder_and_options(tmp_path, capsys):
+def test_plan_from_model_folder_and_options(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(
         {"model_type": "llama", "hidden_size": 576, "num_attention_heads": 9, "rope_theta": 100000,
          "max_position_embeddings": 8192}))

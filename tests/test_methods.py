@@ -38,7 +38,7 @@ def test_dprope_cuts_disturbance_as_the_abstract_says():
 
 
 def test_float32_parity_with_release_selection():
-    # METHOD.md: the release interpolates 47 of 64 pairs at 8k and 42 at 16k.
+    # docs/method.md sec. 3: the release interpolates 47 of 64 pairs at 8k and 42 at 16k.
     assert len(make_plan("dprope", LLAMA2, 8192, precision="float32").interpolated_pairs) == 47
     assert len(make_plan("dprope", LLAMA2, 16384, precision="float32").interpolated_pairs) == 42
 

@@ -21,7 +21,7 @@ from ropelab import PRESETS, RopeSpec
 
 def test_llama2_facts():
     spec = RopeSpec.preset("llama2-7b")
-    assert (spec.n_pairs, spec.critical_dimension()) == (64, 92)  # METHOD.md sec. 1
+    assert (spec.n_pairs, spec.critical_dimension()) == (64, 92)  # docs/method.md sec. 1
     lam = spec.wavelengths()
     # pairs with a wavelength longer than L never turn fully during pre-training: 64 - 92/2 = 18 of them fit
     assert int((lam <= 4096).sum()) == 92 // 2

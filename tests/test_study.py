@@ -7,18 +7,10 @@ import math
 import pytest
 
 from ropelab import RopeSpec
-from ropelab.study import (
-    band_ppl,
-    cell_summary,
-    even_dims,
-    load_study_config,
-    mean_std,
-    paired_comparison,
-    spearman,
-    study_table,
-    variants,
-    write_study_table,
-)
+from ropelab.stats import cell_summary, mean_std, paired_comparison, spearman
+from ropelab.study_config import even_dims, load_study_config, variants
+from ropelab.study_eval import band_ppl
+from ropelab.study_tables import study_table, write_study_table
 
 # optimizer steps of every fine-tuning run per scale: one budget for every method (the paper: 1000 to 8k, 500 to 16k)
 PROFILE_STEPS = {"quick": {2: 6, 4: 6}, "full": {2: 16, 4: 16}, "gpu": {2: 1000, 4: 500}}
@@ -162,7 +154,8 @@ def torch_settings():
 
 @pytest.mark.slow
 def test_mini_study_end_to_end_and_cached(tmp_path, torch_settings):
-    from ropelab.study import load_study_config, run_study, study_metrics
+    from ropelab.study import run_study
+    from ropelab.study_tables import study_metrics
 
     cfg = load_study_config(MINI)
     first = run_study(cfg, root=tmp_path, progress=False)
@@ -197,7 +190,7 @@ def test_gpu_launch_commands_match_the_study_runs(tmp_path):
     import json
 
     from ropelab.config import load_config
-    from ropelab.study import launch_commands
+    from ropelab.study_launch import launch_commands
     from ropelab.train import TrainConfig, config_hash, make_run_plan
 
     model = tmp_path / "llama"

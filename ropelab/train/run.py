@@ -8,7 +8,6 @@ The run folder holds ``config.yaml`` (resolved), ``plan.json``, ``metrics.jsonl`
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from pathlib import Path
 
@@ -16,6 +15,8 @@ import torch
 
 from ropelab import checkpoint as ckpt
 from ropelab.config import save_config, to_dict
+from ropelab.determinism import numerics_key, pinned_numerics
+from ropelab.io import content_key
 from ropelab.plan import RopePlan
 from ropelab.seeding import seed_everything
 from ropelab.train.config import TrainConfig, validate
@@ -27,8 +28,9 @@ from ropelab.train.sampler import training_blocks
 def config_hash(cfg: TrainConfig, plan: RopePlan) -> str:
     """16 hex digits over the recipe (without its output folder) and the plan: a finished run with the same key
     is reused."""
-    payload = {"config": to_dict(dataclasses.replace(cfg, output_dir="")), "plan": plan.to_dict()}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    payload = {"config": to_dict(dataclasses.replace(cfg, output_dir="")), "plan": plan.to_dict(),
+               "numerics": numerics_key()}
+    return content_key(payload)
 
 
 def resume_mode(resume: bool | str) -> str | None:
@@ -41,6 +43,7 @@ def resume_mode(resume: bool | str) -> str | None:
     return mode
 
 
+@pinned_numerics()
 def finetune(base_dir: str | Path | None = None, plan: RopePlan | None = None, cfg: TrainConfig | None = None,
              seed: int | None = None, run_dir: str | Path | None = None, *, resume: bool | str = False,
              stop_after_steps: int | None = None, force: bool = False, progress: bool = True) -> Path:

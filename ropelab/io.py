@@ -1,0 +1,82 @@
+"""The one way to write an output atomically and the one content key: every cache and output file goes through here.
+
+* :func:`atomic_save` writes through a callback into a temporary file beside the target, then ``os.replace``s it
+  into place: a reader sees the old file or the new one, never half of one (POSIX rename is atomic on one
+  file system).
+* :func:`atomic_folder` does the same for a folder built in place (a model, a corpus): the first finished
+  writer wins and a later one is dropped.
+* :func:`content_key` is sha256 over canonical JSON (sorted keys) and raw blobs, cut to ``digits`` hex digits:
+  the key of every cache entry (tokens, tiny models, fine-tuning runs, evaluations, notebooks).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+
+def atomic_save(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
+    """Write ``path`` through ``write(binary file)`` into a temporary file beside it, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_save`)."""
+    return atomic_save(path, lambda fh: fh.write(data))
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`atomic_save`)."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_folder(folder: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``folder``; on success rename it to ``folder``.
+
+    When another process published ``folder`` first, its copy is kept and this one deleted. On an exception
+    nothing is published.
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        yield tmp
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process finished first: keep its copy
+            if not folder.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def content_key(payload: Any = None, blobs: Iterable[bytes | str] = (), digits: int = 16) -> str:
+    """``digits`` hex digits of sha256 over ``payload`` as canonical JSON (when given), then each blob's bytes.
+
+    ``default=str`` lets paths and similar values into the payload; blobs carry large content (document
+    texts, source files) without building one JSON string.
+    """
+    digest = hashlib.sha256()
+    if payload is not None:
+        digest.update(json.dumps(payload, sort_keys=True, default=str).encode("utf-8"))
+    for blob in blobs:
+        digest.update(blob.encode("utf-8") if isinstance(blob, str) else blob)
+    return digest.hexdigest()[:digits]

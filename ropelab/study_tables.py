@@ -1,0 +1,119 @@
+"""The study's tables and metrics: the main table (mean +- std per method and scale) and metrics.json's numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ropelab.config import flatten
+from ropelab.io import atomic_write_text
+from ropelab.stats import cell_summary, paired_comparison, spearman
+from ropelab.study_config import BASELINES, StudyConfig, eval_lengths
+
+
+def disturbance_points(rows: Sequence[Mapping[str, Any]], window: int, multiple: int | None = None) -> list[dict]:
+    """One point per main (method, scale): disturbance and mean ppl at the target length (or ``multiple`` x L)."""
+    points = []
+    for cell in cell_summary([r for r in rows if r["group"] == "main"], ["disturbance"]):
+        n = window * (multiple or cell["scale"])
+        values = [r[f"ppl_{n}"] for r in rows if r["label"] == cell["label"] and r["scale"] == cell["scale"]]
+        points.append({"label": cell["label"], "method": cell["method"], "scale": cell["scale"],
+                       "disturbance": cell["disturbance_mean"], "ppl": float(np.mean(values)), "length": n})
+    return points
+
+
+def table_metrics(window: int, cfg: StudyConfig) -> list[str]:
+    ppl = [f"ppl_{n}" for n in eval_lengths(cfg, window)]
+    passkey = [f"passkey_{round(m * window)}" for m in cfg.eval.passkey_multiples]
+    return ["disturbance", "n_interp_dims", *ppl, f"retention_{window // 2}", f"retention_{window}", *passkey,
+            "passkey"]
+
+
+def study_table(rows: Sequence[Mapping[str, Any]], base: Mapping[str, Any], metrics: Sequence[str]) -> list[dict]:
+    """The study's main table: the pre-trained model, then one row per (label, scale) with mean and std."""
+    table = [{"label": "pretrained", "method": "none", "group": "pretrained", "scale": 1, "n": 1,
+              **{f"{m}_mean": base[m] for m in metrics if m in base}, **{f"{m}_std": 0.0 for m in metrics if m in base}}]
+    return table + cell_summary(rows, metrics)
+
+
+def write_study_table(table: Sequence[Mapping[str, Any]], metrics: Sequence[str], directory: str | Path | None = None,
+                      name: str = "study_results", title: str = "Study") -> tuple[Path, Path]:
+    """``<dir>/<name>.md`` (mean +- std per cell) and ``<name>.csv`` (mean and std columns); dir: figures/."""
+    from ropelab import figures
+
+    out = Path(directory) if directory is not None else figures.FIGURE_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    columns = ["label", "method", "group", "scale", "n"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std")]
+    csv_path = figures.write_csv([{c: r.get(c, "") for c in columns} for r in table], out / f"{name}.csv")
+    lines = [f"# {title}", "", ("mean +- std over seeds; ppl_N: truncated perplexity of the first N tokens of held-out"
+                                " segments; retention_N: ppl_N / pre-trained ppl_N; passkey_N: accuracy at N tokens."), "",
+             "| method | scale | n | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 3) + "|"]
+    for r in table:
+        cells = [_pm(r.get(f"{m}_mean"), r.get(f"{m}_std")) for m in metrics]
+        lines.append(f"| {r['label']} | {r['scale']}x | {r['n']} | " + " | ".join(cells) + " |")
+    md_path = atomic_write_text(out / f"{name}.md", "\n".join(lines) + "\n")
+    return md_path, csv_path
+
+
+def _pm(mean: float | None, std: float | None) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    digits = 4 if abs(mean) < 0.1 else 3
+    return f"{mean:.{digits}g} +- {std:.2g}" if std else f"{mean:.{digits}g}"
+
+
+def reference_metrics(profile_dir: str | Path, notebook: str, pattern: str = r"ppl|passkey|perplexity") -> dict:
+    """Numbers of another notebook's metrics.json (keys matching ``pattern``), or {} when it has not run."""
+    import re
+
+    found = sorted(Path(profile_dir).glob(f"{notebook}*/metrics.json"))
+    if not found:
+        return {}
+    data = json.loads(found[0].read_text())
+    return {k: v for k, v in sorted(data.items()) if re.search(pattern, k)}
+
+
+def study_metrics(result: Mapping[str, Any], cfg: StudyConfig) -> dict[str, Any]:
+    """Every number of the study as a flat dict for metrics.json (see the notebook for the key names)."""
+    rows, base, window = result["rows"], result["base"], result["window"]
+    metrics = table_metrics(window, cfg)
+    out: dict[str, Any] = {"window": window, "runs": len(rows)}  # not how many were cached: same file either way
+    out["pretrained"] = {k: v for k, v in base.items() if k.startswith(("ppl_", "band_", "passkey"))}
+    # positions L/2..L-1 (inside the window) against the worst band of positions past L, same segments
+    out["check.pretrained_ppl_inside"] = base.get(f"band_{window}", float("nan"))
+    out["check.pretrained_ppl_past"] = max((base[f"band_{n}"] for n in eval_lengths(cfg, window) if n > window),
+                                           default=float("nan"))
+    out["check.pretrained_break_ratio"] = out["check.pretrained_ppl_past"] / out["check.pretrained_ppl_inside"]
+    expected = {(label, s) for label in cfg.methods for s in cfg.scales
+                if label != "dprope_paper" or s in cfg.paper_nhat_ratio}
+    table = cell_summary(rows, metrics)
+    present = {(c["label"], c["scale"]) for c in table if all(
+        math.isfinite(c.get(f"ppl_{n}_mean", math.nan)) for n in eval_lengths(cfg, window))}
+    out["check.main_rows_expected"] = len(expected)
+    out["check.main_rows_finite"] = len(expected & present)
+    for cell in table:
+        prefix = f"cell.{cell['label']}.x{cell['scale']}"
+        for key, value in cell.items():
+            if key.endswith(("_mean", "_std")):
+                out[f"{prefix}.{key}"] = value
+    for scale in cfg.scales:
+        target = f"ppl_{window * scale}"
+        for reference in ("dprope", "dprope_paper"):
+            for baseline in [b for b in BASELINES if b in cfg.methods]:
+                if reference not in cfg.methods:
+                    continue
+                cmp = paired_comparison(rows, target, scale, reference, baseline)
+                for key, value in cmp.items():
+                    if not (isinstance(value, float) and math.isnan(value)):
+                        out[f"paired.{reference}_vs_{baseline}.x{scale}.{key}"] = value
+    points = disturbance_points(rows, window)
+    if len(points) >= 3:
+        rho, p = spearman([p["disturbance"] for p in points], [p["ppl"] for p in points])
+        out["spearman.disturbance_vs_ppl.rho"], out["spearman.disturbance_vs_ppl.p"] = rho, p
+        out["spearman.disturbance_vs_ppl.n"] = len(points)
+    return {k: v for k, v in flatten(out).items() if isinstance(v, (int, float)) and math.isfinite(v)}
