@@ -39,6 +39,9 @@ ROPE_TENSORS = (ROPE_FREQS, ROPE_FACTORS_LONG, ROPE_FACTORS_SHORT)
 PLAN_KEY = "ropelab.plan"
 SCALING_TYPES = ("none", "linear", "yarn", "longrope")  # llama.cpp's LLAMA_ROPE_SCALING_TYPES
 CONVERTER_ENV = "ROPELAB_GGUF_CONVERTER"
+# transformers classes whose llama.cpp converter output has an arch in ARCHS (conversion/__init__.py, llama.py,
+# phi.py of the converter's version pinned in scripts/engines.sh)
+GGUF_ARCH = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Phi3ForCausalLM": "phi3"}
 
 
 def static_plan_check(plan: RopePlan, target: str) -> None:
@@ -55,6 +58,16 @@ def check_arch(arch: str) -> None:
     if arch not in ARCHS:
         raise ValueError(f"GGUF architecture {arch!r} has no per-pair RoPE factors in llama.cpp; allowed: "
                          f"{', '.join(ARCHS)}")
+
+
+def gguf_arch(config: Any) -> str:
+    """The llama.cpp architecture a transformers ``config`` converts to, if ropelab can write its RoPE there."""
+    classes = list(getattr(config, "architectures", None) or [])
+    for name in classes:
+        if name in GGUF_ARCH:
+            return GGUF_ARCH[name]
+    raise ValueError(f"GGUF export covers {', '.join(GGUF_ARCH)} (llama.cpp graphs with per-pair RoPE factors); "
+                     f"got {', '.join(classes) or 'no architectures in the config'}")
 
 
 def gguf_rope_tensors(plan: RopePlan, arch: str = "llama") -> dict[str, np.ndarray]:
@@ -325,8 +338,8 @@ def run_converter(folder: str | os.PathLike, out: str | os.PathLike, converter: 
     """Run llama.cpp's own converter on an HF folder, writing the GGUF ``out`` as it makes it (no plan added).
 
     Raises:
-        ValueError: no converter (see :func:`find_converter`), or an output type other than f32/f16/bf16/q8_0.
-        RuntimeError: the converter failed (its last lines are in the message).
+        ValueError: no converter (see :func:`find_converter`), an output type other than f32/f16/bf16/q8_0, or
+            the converter failed on the folder (its last lines are in the message).
     """
     if outtype not in ("f32", "f16", "bf16", "q8_0"):
         raise ValueError(f"outtype must be one of f32, f16, bf16, q8_0; got {outtype!r}")
@@ -336,7 +349,7 @@ def run_converter(folder: str | os.PathLike, out: str | os.PathLike, converter: 
                           capture_output=True, text=True, check=False, env=_converter_env(script))
     if proc.returncode != 0 or not out.is_file():
         tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
-        raise RuntimeError(f"llama.cpp's converter failed on {str(folder)!r}: {tail}")
+        raise ValueError(f"llama.cpp's converter failed on {str(folder)!r}: {tail}")
     return out
 
 

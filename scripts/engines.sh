@@ -21,7 +21,7 @@ llama() {
     [ -f "$dest/.installed" ] && return 0
     tmp=$(mktemp -d "$ENGINES/.llama-cpp-python-XXXXXX")
     trap 'rm -rf "$tmp"' RETURN
-    echo "engines: building llama.cpp from llama-cpp-python $LLAMA_CPP_PYTHON (CPU, -j$JOBS; ~10 min on 2 cores)"
+    echo "engines: building llama.cpp from llama-cpp-python $LLAMA_CPP_PYTHON (CPU, -j$JOBS; ~260 files: 20-40 min on 2 cores)"
     "$PYTHON" -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$LLAMA_CPP_PYTHON" -d "$tmp"
     tar xzf "$tmp/llama_cpp_python-$LLAMA_CPP_PYTHON.tar.gz" -C "$tmp"
     src="$tmp/llama_cpp_python-$LLAMA_CPP_PYTHON"
@@ -36,6 +36,7 @@ llama() {
         "$src/vendor/llama.cpp/gguf-py" "$tmp/llama.cpp/"
     rm -rf "$src" "$tmp"/*.tar.gz
     touch "$tmp/.installed"
+    chmod 755 "$tmp"  # mktemp made it private
     mv "$tmp" "$dest"
 }
 

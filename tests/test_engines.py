@@ -93,10 +93,12 @@ def extended(tmp_path_factory):
 LLAMA_CPP_EVAL = textwrap.dedent("""
     import json, sys
     import numpy as np
-    from llama_cpp import Llama
+    from llama_cpp import GGML_TYPE_F32, Llama
     jobs, ids, n_ctx = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
     for gguf, out in jobs:
-        llm = Llama(model_path=gguf, n_ctx=n_ctx, n_batch=n_ctx, logits_all=True, n_threads=2, verbose=False)
+        # float32 KV cache: the default f16 one alone moves log-probs by ~2e-4 (measured), blurring the RoPE check
+        llm = Llama(model_path=gguf, n_ctx=n_ctx, n_batch=n_ctx, logits_all=True, n_threads=2, verbose=False,
+                    type_k=GGML_TYPE_F32, type_v=GGML_TYPE_F32)
         llm.eval(ids)
         np.save(out, np.asarray(llm.scores[: len(ids)], dtype=np.float32))
         llm.close()
@@ -149,6 +151,7 @@ VLLM_EVAL = textwrap.dedent("""
 
 def test_vllm_matches_transformers_past_the_window_with_the_overrides(extended):
     from ropelab.hf import vllm_hf_overrides
+    from ropelab.verify import verify_folder
 
     python = engine(VLLM, "vllm") / "bin" / "python"
     records, ids, _ = extended
@@ -164,3 +167,36 @@ def test_vllm_matches_transformers_past_the_window_with_the_overrides(extended):
         assert errors[method] < RTOL, (method, errors[method])
     # served as is, vLLM's longrope scales cos/sin by sqrt(1 + ln 4 / ln 128) instead of DPRoPE's 1
     assert errors["dprope as is"] > 10 * RTOL
+    # ropelab verify said so beforehand: as is differs, with the overrides it passes
+    statuses = {c.runtime: c.status for c in verify_folder(records["dprope"][0]).checks if c.runtime != "transformers"}
+    assert statuses == {"vllm (as is)": "differs", "vllm (overrides)": "pass"}
+
+
+def test_extend_gguf_end_to_end(extended, tmp_path, capsys):
+    """``ropelab extend --gguf`` with the real converter; a checkpoint the converter rejects leaves no GGUF."""
+    from transformers import AutoTokenizer
+
+    from ropelab.cli import main
+    from ropelab.models import word_tokenizer
+    from ropelab.verify import verify_gguf
+
+    engine(LLAMA_CPP, "llama")
+    folder = extended[0]["dprope"][0]
+    base = tmp_path / "base"
+    random_model("llama", original_length=ORIGINAL, vocab_size=len(AutoTokenizer.from_pretrained(folder)),
+                 pad_token_id=None).save_pretrained(base)
+    AutoTokenizer.from_pretrained(folder).save_pretrained(base)
+    args = ["extend", "--model", str(base), "--method", "dprope", "--target-length", str(TARGET)]
+    assert main([*args, "--out", str(tmp_path / "out"), "--gguf", str(tmp_path / "out.gguf")]) == 0
+    printed = capsys.readouterr().out
+    assert "llama.cpp  512     rope_freqs.weight" in printed and "FAIL" not in printed
+    assert verify_gguf(tmp_path / "out.gguf").ok
+
+    words = tmp_path / "words"  # a word-level tokenizer llama.cpp's converter has no vocab type for
+    random_model("llama", original_length=ORIGINAL).save_pretrained(words)
+    word_tokenizer().save_pretrained(words)
+    assert main([*args[:2], str(words), *args[3:], "--out", str(tmp_path / "w"), "--gguf",
+                 str(tmp_path / "w.gguf")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("ropelab: error: llama.cpp's converter failed on")
+    assert not (tmp_path / "w.gguf").exists() and not list(tmp_path.glob(".w.gguf*"))

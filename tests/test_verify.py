@@ -204,3 +204,25 @@ def test_verify_cli_bad_input_is_one_line(tmp_path, capsys):
     assert "no model folder or GGUF file at" in last_error(capsys)
     with pytest.raises(ValueError, match="holds no ropelab plan"):
         verify(converted_gguf(tmp_path / "plain.gguf"))
+
+
+@pytest.mark.parametrize("family,extra,message", [
+    ("llama", ["--gguf", "out.txt"], "GGUF output .*out.txt' must end in .gguf"),
+    ("llama", ["--gguf", "out.gguf", "--gguf-converter", "/no/convert_hf_to_gguf.py"],
+     "no llama.cpp converter at '/no/convert_hf_to_gguf.py'"),
+    ("qwen2", ["--gguf", "out.gguf", "--gguf-converter", "CONVERTER"],
+     "GGUF export covers LlamaForCausalLM, MistralForCausalLM, Phi3ForCausalLM .*got Qwen2ForCausalLM"),
+])
+def test_extend_gguf_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys, family, extra, message):
+    import re
+
+    source = tmp_path / "model"
+    random_model(family, original_length=ORIGINAL).save_pretrained(source)
+    word_tokenizer().save_pretrained(source)
+    (tmp_path / "convert_hf_to_gguf.py").write_text("raise SystemExit('not run')\n")
+    monkeypatch.chdir(tmp_path)
+    extra = [str(tmp_path / "convert_hf_to_gguf.py") if x == "CONVERTER" else x for x in extra]
+    code = main(["extend", "--model", str(source), "--method", "dprope", "--target-length", str(TARGET),
+                 "--out", str(tmp_path / "out"), *extra])
+    assert code == 2 and re.search(message, last_error(capsys))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["convert_hf_to_gguf.py", "model"]

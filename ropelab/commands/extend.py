@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from ropelab.export import export_checkpoint
-    from ropelab.gguf import check_output, convert_checkpoint, find_converter
+    from ropelab.gguf import check_output, convert_checkpoint, find_converter, gguf_arch
     from ropelab.methods import METHODS, make_plan
     from ropelab.models import load_model
     from ropelab.spec import RopeSpec
@@ -42,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
         find_converter(args.gguf_converter)
     options = method_options_from_args(args)
     model, tokenizer = load_model(args.model)
+    if args.gguf:  # fail before writing anything
+        gguf_arch(model.config)
     spec = RopeSpec.from_hf_config(model.config.get_text_config())
     plan = make_plan(args.method, spec, args.target_length, bins=args.bins, metric=args.metric,
                      precision=args.precision, **options)
