@@ -239,7 +239,8 @@ def write_gguf(source: str | os.PathLike, plan: RopePlan, out: str | os.PathLike
     if rope.n_rot // 2 != plan.spec.n_pairs:
         raise ValueError(f"plan has {plan.spec.n_pairs} frequency pairs but {str(source)!r} rotates "
                          f"{rope.n_rot // 2} ({rope.arch}.rope.dimension_count {rope.n_rot})")
-    if not np.isclose(rope.freq_base, plan.spec.theta, rtol=1e-6):
+    bases = {float(plan.spec.theta), float(plan.details.get("base", plan.spec.theta))}  # NTK exports: the new one
+    if not any(np.isclose(rope.freq_base, base, rtol=1e-6) for base in bases):
         raise ValueError(f"plan was made for RoPE base {plan.spec.theta} but {str(source)!r} has {rope.freq_base}")
     metadata = gguf_rope_metadata(plan, rope.arch)
     tensors = gguf_rope_tensors(plan, rope.arch)

@@ -29,14 +29,14 @@ def exported(tmp_path, method, family="llama", **options):
     return export_checkpoint(model, word_tokenizer(), plan, tmp_path / f"{family}-{method}"), plan
 
 
-def converted_gguf(path, arch="llama", n_rot=16, scaling="longrope", factor=None, original=None):
+def converted_gguf(path, arch="llama", n_rot=16, scaling="longrope", factor=None, original=None, base=10000.0):
     """A GGUF with the RoPE keys convert_hf_to_gguf.py writes, and one weight tensor."""
     writer = gguf.GGUFWriter(path, arch)
     writer.add_context_length(TARGET)
     writer.add_embedding_length(64)
     writer.add_head_count(4)
     writer.add_rope_dimension_count(n_rot)
-    writer.add_rope_freq_base(10000.0)
+    writer.add_rope_freq_base(base)
     writer.add_string(f"{arch}.rope.scaling.type", scaling)
     if factor:
         writer.add_rope_scaling_factor(factor)
@@ -100,6 +100,17 @@ def test_verify_dynamic_ntk_follows_the_sequence_length(tmp_path):
     transformers = {c.length: c for c in result.checks if c.runtime == "transformers"}
     assert set(transformers) == {ORIGINAL, TARGET} and {c.status for c in transformers.values()} == {"pass"}
     assert {c.status for c in result.checks if c.runtime == "vllm (overrides)"} == {"n/a"}
+
+
+def test_verify_ntk_folder_and_its_stock_gguf_base(tmp_path):
+    """NTK changes the base: the folder's rope_theta (and a converted GGUF's freq_base) is the new one."""
+    folder, plan = exported(tmp_path, "ntk")
+    assert json.loads((folder / "config.json").read_text())["rope_parameters"]["rope_theta"] != SPEC.theta
+    assert verify_folder(folder).ok
+    stock = converted_gguf(tmp_path / "ntk.gguf", scaling="none", base=plan.details["base"])  # the new base
+    assert verify_gguf(stock, plan).ok  # input sanity: llama.cpp runs the new base as such
+    out = write_gguf(stock, plan, tmp_path / "out.gguf")
+    assert read_gguf_rope(out).freq_base == SPEC.theta and verify_gguf(out).ok  # the old base and the factors
 
 
 # --- llama.cpp, on GGUF files ----------------------------------------------------------------------------------
