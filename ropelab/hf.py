@@ -13,7 +13,7 @@ Mapping (transformers v5 ``ROPE_INIT_FUNCTIONS``), recorded per method in the re
     the same frequencies as longrope.
 
 Serving (docs/serving.md): ``vllm_hf_overrides`` (vLLM's longrope reads short/long_mscale, not
-attention_factor) and ``gguf_rope_tensors`` / ``gguf_rope_metadata`` (llama.cpp's per-pair factor tensors).
+attention_factor); llama.cpp's GGUF is written by ``ropelab.gguf``.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
+from ropelab.gguf import static_plan_check
 from ropelab.methods import native_rope_parameters
 from ropelab.plan import RopePlan
 from ropelab.spec import RopeSpec
@@ -117,18 +117,22 @@ def apply_plan(model: torch.nn.Module, plan: RopePlan) -> torch.nn.Module:
 
 
 def model_frequencies(model: torch.nn.Module, seq_len: int) -> tuple[np.ndarray, float]:
-    """``(inv_freq, attention_scaling)`` that ``model``'s rotary embedding uses for a ``seq_len``-token input."""
-    config = text_config(model)
+    """``(inv_freq, attention_scaling)`` that ``model``'s rotary embedding uses for a ``seq_len``-token input.
+
+    Read from the live module after a ``seq_len``-position forward of it (which makes longrope switch factor sets
+    and dynamic NTK rescale, as in a real forward), not recomputed from the config: a module whose buffers or
+    ``attention_scaling`` disagree with its config is caught.
+    """
     module = rotary_modules(model)[0]
-    rope_type = config.rope_parameters["rope_type"]
-    if rope_type == "default":
-        return module.inv_freq.detach().double().cpu().numpy(), float(module.attention_scaling)
-    inv_freq, attention = ROPE_INIT_FUNCTIONS[rope_type](config, "cpu", seq_len=seq_len)
-    return inv_freq.double().numpy(), float(attention)
+    position_ids = torch.arange(seq_len, device=module.inv_freq.device)[None]  # (1, T)
+    with torch.no_grad():
+        module(torch.zeros(1, dtype=torch.float32, device=module.inv_freq.device), position_ids)
+    return module.inv_freq.detach().double().cpu().numpy(), float(module.attention_scaling)
 
 
 def check_frequencies(model: torch.nn.Module, plan: RopePlan, rtol: float = 2e-6) -> None:
-    """Raise RuntimeError unless ``model`` uses ``plan``'s frequencies and attention factor at its target length."""
+    """Raise RuntimeError unless ``model``'s rotary module uses ``plan``'s frequencies and attention factor at its
+    target length (dynamic NTK: at its evaluation length)."""
     seq_len = int(plan.options.get("length") or plan.target_length) if plan.method == "dynamic_ntk" else None
     inv_freq, attention = model_frequencies(model, seq_len or plan.target_length)
     if inv_freq.shape != plan.inv_freq.shape or not np.allclose(inv_freq, plan.inv_freq, rtol=rtol, atol=0):
@@ -196,13 +200,7 @@ def _rebuild_rotary(module: torch.nn.Module, config: Any) -> None:
         del module.long_inv_freq  # transformers caches longrope's long frequencies lazily
 
 
-# --- serving: vLLM and llama.cpp (GGUF) -------------------------------------------------------------------------
-
-
-def static_plan_check(plan: RopePlan, target: str) -> None:
-    """Raise ValueError for plans whose frequencies depend on the sequence length (dynamic NTK)."""
-    if plan.method == "dynamic_ntk":
-        raise ValueError(f"dynamic_ntk frequencies change with the sequence length; {target} needs a static plan")
+# --- serving: vLLM ---------------------------------------------------------------------------------------------------
 
 
 def vllm_hf_overrides(plan: RopePlan, rope_key: str = "rope_parameters") -> dict[str, Any]:
@@ -220,40 +218,3 @@ def vllm_hf_overrides(plan: RopePlan, rope_key: str = "rope_parameters") -> dict
     params = rope_parameters(plan, native=False)
     params.update(short_mscale=plan.attention_factor, long_mscale=plan.attention_factor)
     return {rope_key: params, "max_position_embeddings": plan.target_length}
-
-
-# llama.cpp tensor names (gguf-py MODEL_TENSOR.ROPE_FREQS / ROPE_FACTORS_LONG / ROPE_FACTORS_SHORT).
-GGUF_ROPE_FREQS = "rope_freqs"
-GGUF_ROPE_FACTORS_LONG = "rope_factors_long"
-GGUF_ROPE_FACTORS_SHORT = "rope_factors_short"
-
-
-def gguf_rope_tensors(plan: RopePlan, arch: str = "llama") -> dict[str, np.ndarray]:
-    """Per-pair frequency divisors as llama.cpp reads them: float32 arrays of shape (d/2,).
-
-    llama.cpp divides pair i's frequency by the factor (``ggml_rope_ext`` freq_factors). ``arch="llama"`` (and
-    Mistral/Qwen2, which share the llama graph's ``rope_freqs``) gives ``{"rope_freqs": factors}``, the tensor
-    convert_hf_to_gguf.py writes for Llama 3.1; ``arch="phi3"`` gives ``rope_factors_long`` and
-    ``rope_factors_short``, as it writes for LongRoPE (llama.cpp picks long when n_ctx exceeds the original window).
-    """
-    static_plan_check(plan, "GGUF")
-    long = np.asarray(plan.factors, dtype=np.float32)  # (d/2,)
-    if arch == "phi3":
-        short = np.asarray(plan.details.get("short_factors", plan.factors), dtype=np.float32)  # (d/2,)
-        return {GGUF_ROPE_FACTORS_LONG: long, GGUF_ROPE_FACTORS_SHORT: short}
-    if arch == "llama":
-        if "short_factors" in plan.details and tuple(plan.details["short_factors"]) != plan.factors:
-            raise ValueError("rope_freqs holds one factor set; a plan with separate short factors needs arch='phi3'")
-        return {GGUF_ROPE_FREQS: long}
-    raise ValueError(f"unknown arch {arch!r}; allowed: llama, phi3")
-
-
-def gguf_rope_metadata(plan: RopePlan, arch: str = "llama") -> dict[str, Any]:
-    """GGUF key/values that go with ``gguf_rope_tensors``: window, original window and attention factor."""
-    static_plan_check(plan, "GGUF")
-    return {
-        f"{arch}.context_length": plan.target_length,
-        f"{arch}.rope.scaling.original_context_length": plan.spec.original_length,
-        f"{arch}.rope.scaling.attn_factor": float(plan.attention_factor),
-        f"{arch}.rope.freq_base": float(plan.spec.theta),
-    }

@@ -19,10 +19,10 @@ from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 from ropelab import METHODS, RopeSpec, make_plan
 from ropelab.export import PLAN_FILE, export_checkpoint
+from ropelab.gguf import gguf_rope_metadata, gguf_rope_tensors
 from ropelab.hf import (
     apply_plan,
-    gguf_rope_metadata,
-    gguf_rope_tensors,
+    check_frequencies,
     model_frequencies,
     rope_parameters,
     rotary_modules,
@@ -277,35 +277,53 @@ def test_vllm_hf_overrides_structure(method):
 
 def test_serving_refuses_dynamic_ntk():
     plan = make_plan("dynamic_ntk", RopeSpec.preset("smollm2-135m"), 16384, bins=60)
-    for function in (vllm_hf_overrides, gguf_rope_tensors, gguf_rope_metadata):
+    for function in (vllm_hf_overrides, gguf_rope_tensors, gguf_rope_metadata):  # ropelab.hf and ropelab.gguf
         with pytest.raises(ValueError, match="dynamic_ntk frequencies change with the sequence length"):
             function(plan)
 
 
-def test_gguf_rope_tensors_match_gguf_constants():
+def test_gguf_rope_tensors_are_named_as_llama_cpp_loads_them():
+    """llama.cpp loads ``tn(LLM_TENSOR_ROPE_FREQS, "weight")``: gguf-py's base name plus ``.weight``."""
     spec = RopeSpec.preset("smollm2-135m")
     plan = make_plan("dprope", spec, 16384, bins=60)
     tensors = gguf_rope_tensors(plan)
-    assert list(tensors) == [gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS]]
-    factors = tensors["rope_freqs"]
+    assert list(tensors) == [gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight"]
+    factors = tensors["rope_freqs.weight"]
     assert factors.dtype == np.float32 and factors.shape == (spec.n_pairs,)
-    np.testing.assert_array_equal(factors, np.asarray(plan.factors, dtype=np.float32))
     # llama.cpp divides each pair's frequency by its factor: that reproduces the plan
     np.testing.assert_allclose(spec.inv_freq() / factors, plan.inv_freq, rtol=1e-7)
+    metadata = gguf_rope_metadata(plan)
+    assert metadata["llama.rope.scaling.type"] == "none"  # with longrope, llama's graph ignores rope_freqs
+    assert metadata["llama.rope.scaling.attn_factor"] == 1.0 and metadata["llama.context_length"] == 16384
+    assert RopePlan.from_json(metadata["ropelab.plan"]) == plan
 
     long = make_plan("longrope", spec, 16384, bins=60, factors=[2.0] * 32, short_factors=[1.0] * 32)
-    phi3 = gguf_rope_tensors(long, arch="phi3")
-    assert set(phi3) == {gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FACTORS_LONG],
-                         gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FACTORS_SHORT]}
-    assert phi3["rope_factors_long"].tolist() == [2.0] * 32 and phi3["rope_factors_short"].tolist() == [1.0] * 32
-    with pytest.raises(ValueError, match="needs arch='phi3'"):
-        gguf_rope_tensors(long)
+    for arch in ("llama", "phi3"):  # distinct short factors: llama.cpp's long/short pair, type longrope
+        pair = gguf_rope_tensors(long, arch=arch)
+        assert set(pair) == {gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FACTORS_LONG] + ".weight",
+                             gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FACTORS_SHORT] + ".weight"}
+        assert pair["rope_factors_long.weight"].tolist() == [2.0] * 32
+        assert pair["rope_factors_short.weight"].tolist() == [1.0] * 32
+        assert gguf_rope_metadata(long, arch=arch)[f"{arch}.rope.scaling.type"] == "longrope"
+    with pytest.raises(ValueError, match="GGUF architecture 'qwen2' has no per-pair RoPE factors"):
+        gguf_rope_tensors(plan, arch="qwen2")
 
-    metadata = gguf_rope_metadata(plan)
-    keys = {gguf.Keys.LLM.CONTEXT_LENGTH, gguf.Keys.Rope.SCALING_ORIG_CTX_LEN, gguf.Keys.Rope.SCALING_ATTN_FACTOR,
-            gguf.Keys.Rope.FREQ_BASE}
-    assert set(metadata) == {key.format(arch=gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA]) for key in keys}
-    assert metadata["llama.rope.scaling.attn_factor"] == 1.0 and metadata["llama.context_length"] == 16384
+
+def test_check_frequencies_reads_the_running_modules_attention_scaling():
+    """The module's own ``attention_scaling`` (what multiplies cos/sin), not the config's, is checked."""
+    model = random_model("llama", original_length=ORIGINAL)
+    plan = make_plan("yarn", RopeSpec.from_hf_config(model.config), TARGET, bins=36)
+    assert plan.attention_factor > 1.1  # input sanity: YaRN's temperature at 4x
+    apply_plan(model, plan)
+    module = rotary_modules(model)[0]
+    assert module.attention_scaling == pytest.approx(plan.attention_factor, rel=1e-6)
+    module.attention_scaling = 1.0  # as if the copy from the rebuilt module were lost; the config is unchanged
+    with pytest.raises(RuntimeError, match="model attention factor 1.0 differs"):
+        check_frequencies(model, plan)
+    module.attention_scaling = plan.attention_factor
+    module.inv_freq.mul_(1.001)  # frequencies drift from the config
+    with pytest.raises(RuntimeError, match="model frequencies differ from the yarn plan"):
+        check_frequencies(model, plan)
 
 
 def test_serving_doc_examples_run(tmp_path, monkeypatch, capsys):

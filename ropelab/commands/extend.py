@@ -8,7 +8,8 @@ import argparse
 from ropelab.commands.plan import add_method_arguments, method_options_from_args
 
 NAME = "extend"
-HELP = "Extend a model's context window with a plan and save a checkpoint that stock transformers loads."
+HELP = ("Extend a model's context window with a plan, save a checkpoint that stock transformers loads (and a GGUF "
+        "for llama.cpp with --gguf), and verify what the runtimes compute.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,24 +17,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="local HF model folder, 'smollm2-135m' (offline GGUF), or a hub id (online)")
     add_method_arguments(parser)
     parser.add_argument("--out", required=True, help="output folder (must be empty or absent unless --force)")
-    parser.add_argument("--force", action="store_true", help="replace a non-empty output folder")
+    parser.add_argument("--force", action="store_true", help="replace a non-empty output folder (and --gguf file)")
+    parser.add_argument("--gguf", help="also write this .gguf for llama.cpp (its converter, then the plan's RoPE)")
+    parser.add_argument("--gguf-converter", help="llama.cpp's convert_hf_to_gguf.py (default: $ROPELAB_GGUF_CONVERTER"
+                        " or the copy scripts/engines.sh installs)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
 
     from ropelab.export import export_checkpoint
     from ropelab.files import check_output_path
+    from ropelab.gguf import check_output, convert_checkpoint, find_converter, gguf_arch
     from ropelab.methods import METHODS, make_plan
     from ropelab.models import load_model
     from ropelab.spec import RopeSpec
+    from ropelab.verify import verify_folder, verify_gguf
 
     out = check_output_path(args.out, "--out", folder=True)  # every check before loading the model
     if out.is_dir() and any(out.iterdir()) and not args.force:
         raise FileExistsError(f"output folder {str(out)!r} is not empty; pass --force to replace it")
     if args.method not in METHODS:
         raise ValueError(f"unknown method {args.method!r}; allowed: {', '.join(METHODS)}")
+    if args.gguf:  # fail before loading the model
+        check_output(Path(args.gguf), args.force)
+        find_converter(args.gguf_converter)
     options = method_options_from_args(args)
     model, tokenizer = load_model(args.model, need_tokenizer=False)  # a weights-only checkpoint is extended too
+    if args.gguf:  # fail before writing anything
+        gguf_arch(model.config)
     spec = RopeSpec.from_hf_config(model.config.get_text_config())
     plan = make_plan(args.method, spec, args.target_length, bins=args.bins, metric=args.metric,
                      precision=args.precision, **options)
@@ -42,4 +54,11 @@ def run(args: argparse.Namespace) -> int:
           f"{plan.n_interpolated_dims}/{spec.rotary_dim} dims interpolated, "
           f"rope_type {model.config.get_text_config().rope_parameters['rope_type']}; wrote {folder}"
           + ("" if tokenizer is not None else " (no tokenizer: the source folder has none)"))
-    return 0
+    results = [verify_folder(folder, plan)]
+    if args.gguf:
+        gguf = convert_checkpoint(folder, plan, args.gguf, converter=args.gguf_converter, force=args.force)
+        print(f"wrote {gguf}")
+        results.append(verify_gguf(gguf, plan))
+    for result in results:
+        print(result.table())
+    return 0 if all(r.ok for r in results) else 1
