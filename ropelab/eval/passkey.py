@@ -112,19 +112,45 @@ def prefix_cache(model: Any, prefix: Sequence[int]) -> Any:
         return model(input_ids=ids, use_cache=True, logits_to_keep=1).cache  # no (T, V) logits: 3 GB at 16k
 
 
+# Prefix reuse and SDPA's kernels. SDPA takes its causal kernel (``is_causal``: it skips the masked upper triangle)
+# only when queries and keys have the same length. Queries that continue a cache need an explicit mask, and the
+# masked kernel computes every (query, key) score at ~1.4x the causal kernel's cost per score (CPU, SmolLM2
+# shapes, torch 2.13; one masked call over the whole rest computes the full rest x prompt rectangle: 2.5x the
+# causal attention at 8k). So (1) the rest of a prompt after a cache goes in chunks of PREFILL_CHUNK tokens,
+# wasting only each chunk's diagonal block, and (2) a prefix is worth caching only when it is at least
+# REUSE_MIN_FRACTION of the prompt; a shorter one saves less than its masked rest costs, and the prompt runs whole
+# on the causal kernel (issue: passkey trials at 12k were 1.5x slower than a plain ``generate``).
+PREFILL_CHUNK = 1024
+REUSE_MIN_FRACTION = 0.5
+
+
+def prefix_pays(prefix_tokens: int, prompt_tokens: int) -> bool:
+    """Whether caching a shared prefix of ``prefix_tokens`` saves time on prompts of ``prompt_tokens``."""
+    return prefix_tokens > 0 and prefix_tokens >= REUSE_MIN_FRACTION * prompt_tokens
+
+
 def greedy_generate(model: Any, ids: Sequence[int], max_new_tokens: int, cache: Any = None,
-                    return_logits: bool = False) -> list[int] | tuple[list[int], list[torch.Tensor]]:
+                    return_logits: bool = False, chunk: int | None = PREFILL_CHUNK
+                    ) -> list[int] | tuple[list[int], list[torch.Tensor]]:
     """Greedy continuation of ``ids``; with ``cache``, ``ids`` continue the sequence already in it.
 
     The cache is left holding its original length (it is cropped back), so one prefix cache serves many calls.
+    After a non-empty cache, ``ids`` are fed ``chunk`` tokens per forward (None: all at once), which keeps the
+    masked attention near the causal area (see :data:`PREFILL_CHUNK`); a prompt without a cache goes in one
+    forward, on SDPA's causal kernel.
     Returns the new token ids (and, with ``return_logits``, the next-token logits of each step).
     """
     start = cache.get_seq_length() if cache is not None else 0
     tokens: list[int] = []
     logits: list[torch.Tensor] = []
-    step = torch.tensor([list(ids)], device=model.device)  # (1, T)
+    ids = list(ids)
+    size = max(len(ids), 1) if not start or chunk is None else max(int(chunk), 1)
     try:
         with torch.no_grad():
+            for begin in range(0, len(ids) - size, size):  # all chunks but the last: fill the cache
+                piece = torch.tensor([ids[begin:begin + size]], device=model.device)  # (1, chunk)
+                cache = model(input_ids=piece, cache=cache, use_cache=True, logits_to_keep=1).cache
+            step = torch.tensor([ids[(len(ids) - 1) // size * size:]], device=model.device)  # (1, T) the last chunk
             for _ in range(max_new_tokens):
                 out = model(input_ids=step, cache=cache, use_cache=True, logits_to_keep=1)
                 cache = out.cache
@@ -168,7 +194,8 @@ def evaluate_passkey(model: Any, tokenizer: Any, *, lengths: Sequence[int] = DEF
         depths: where the key sits, as the fraction of the filler before it (0 = top, 1 = bottom).
         trials: keys per cell.
         seed: seeds the keys (:func:`draw_keys`).
-        reuse_prefix: compute the prefix's KV cache once per cell (same answers, less compute).
+        reuse_prefix: compute the prefix's KV cache once per cell where that pays (:func:`prefix_pays`; same
+            answers, less compute).
 
     Returns:
         ``(rows, summary)``: rows of (length, depth, trial, key, answer, correct, n_tokens); summary with
@@ -186,7 +213,8 @@ def evaluate_passkey(model: Any, tokenizer: Any, *, lengths: Sequence[int] = DEF
     bar = tqdm(total=len(lengths) * len(depths) * trials, desc="passkey", disable=not progress, leave=False)
     for length in lengths:
         for depth in depths:
-            cache = prefix_cache(model, prompter.prefix(length, depth)) if reuse_prefix else None
+            prefix = prompter.prefix(length, depth)
+            cache = prefix_cache(model, prefix) if reuse_prefix and prefix_pays(len(prefix), length) else None
             for trial in range(trials):
                 prompt = prompter(length, depth, next(keys))
                 if cache is not None:
