@@ -117,16 +117,27 @@ def prefix_cache(model: Any, prefix: Sequence[int]) -> Any:
 # masked kernel computes every (query, key) score at ~1.4x the causal kernel's cost per score (CPU, SmolLM2
 # shapes, torch 2.13; one masked call over the whole rest computes the full rest x prompt rectangle: 2.5x the
 # causal attention at 8k). So (1) the rest of a prompt after a cache goes in chunks of PREFILL_CHUNK tokens,
-# wasting only each chunk's diagonal block, and (2) a prefix is worth caching only when it is at least
-# REUSE_MIN_FRACTION of the prompt; a shorter one saves less than its masked rest costs, and the prompt runs whole
-# on the causal kernel (issue: passkey trials at 12k were 1.5x slower than a plain ``generate``).
+# wasting only each chunk's diagonal block, and (2) a prefix is cached only where :func:`prefix_pays`; otherwise
+# each prompt runs whole on the causal kernel (issue: passkey trials at 12k were 1.5x slower than ``generate``).
 PREFILL_CHUNK = 1024
-REUSE_MIN_FRACTION = 0.5
+MASKED_KERNEL_COST = 1.4  # masked / causal SDPA cost per score (measured as above)
+ATTENTION_SHARE = 0.67  # attention's share of a causal forward: SmolLM2-135M at 12k; less for larger models
 
 
-def prefix_pays(prefix_tokens: int, prompt_tokens: int) -> bool:
-    """Whether caching a shared prefix of ``prefix_tokens`` saves time on prompts of ``prompt_tokens``."""
-    return prefix_tokens > 0 and prefix_tokens >= REUSE_MIN_FRACTION * prompt_tokens
+def prefix_pays(prefix_tokens: int, prompt_tokens: int, uses: int) -> bool:
+    """Whether caching a prefix shared by ``uses`` prompts of ``prompt_tokens`` beats running each prompt whole.
+
+    Cost model, in units of one whole prompt (attention share ``a`` = :data:`ATTENTION_SHARE`, ``k`` =
+    :data:`MASKED_KERNEL_COST`, ``d`` = prefix / prompt): the prefix once, ``(1 - a) d + a d^2``, plus per prompt
+    the rest after it, ``(1 - a)(1 - d) + a k (1 - d^2)``, against ``uses`` whole prompts. With 5 uses the
+    prefix must be about half the prompt; one use never pays.
+    """
+    if prefix_tokens <= 0 or prompt_tokens <= 0 or uses < 2:
+        return False
+    d, a = min(prefix_tokens / prompt_tokens, 1.0), ATTENTION_SHARE
+    prefix = (1 - a) * d + a * d * d
+    rest = (1 - a) * (1 - d) + a * MASKED_KERNEL_COST * (1 - d * d)
+    return prefix + uses * rest < uses
 
 
 def greedy_generate(model: Any, ids: Sequence[int], max_new_tokens: int, cache: Any = None,
@@ -214,7 +225,7 @@ def evaluate_passkey(model: Any, tokenizer: Any, *, lengths: Sequence[int] = DEF
     for length in lengths:
         for depth in depths:
             prefix = prompter.prefix(length, depth)
-            cache = prefix_cache(model, prefix) if reuse_prefix and prefix_pays(len(prefix), length) else None
+            cache = prefix_cache(model, prefix) if reuse_prefix and prefix_pays(len(prefix), length, trials) else None
             for trial in range(trials):
                 prompt = prompter(length, depth, next(keys))
                 if cache is not None:

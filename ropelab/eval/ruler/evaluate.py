@@ -3,7 +3,7 @@
 Decoding is greedy for the task's ``max_new_tokens`` (RULER: no stop strings), with
 :func:`ropelab.eval.passkey.greedy_generate`. The samples of a (task, length) cell share their first tokens (the
 template and the haystack up to the first needle); when that shared prefix is long enough to pay
-(:func:`ropelab.eval.passkey.prefix_pays`: about half the prompt), its KV cache is computed once per cell
+(:func:`ropelab.eval.passkey.prefix_pays`: about half the prompt for 5 samples), its KV cache is computed once per cell
 (:func:`ropelab.eval.passkey.prefix_cache`) and each sample runs only the rest.
 """
 
@@ -95,7 +95,7 @@ def evaluate_ruler(model: Any, tokenizer: Any, samples: Sequence[RulerSample], *
     bar = tqdm(total=len(samples), desc="RULER", disable=not progress, leave=False)
     for cell in cells.values():
         shared = shared_prefix_length([s.ids for s in cell]) if reuse_prefix and len(cell) > 1 else 0
-        pays = shared >= max(min_shared, 1) and prefix_pays(shared, min(s.n_tokens for s in cell))
+        pays = shared >= max(min_shared, 1) and prefix_pays(shared, min(s.n_tokens for s in cell), len(cell))
         cache = prefix_cache(model, cell[0].ids[:shared]) if pays else None
         start = shared if cache is not None else 0
         for sample in cell:

@@ -171,7 +171,7 @@ class NiahBuilder:
         self.template, self.type_v_text = template, type_v
 
     def min_units(self) -> int:
-        return 1
+        return len(self.needles)  # noise and needle haystacks place each needle before a distinct unit
 
     def max_units(self) -> int | None:
         return len(haystacks.essay_words()) if self.haystack == "essay" else None
