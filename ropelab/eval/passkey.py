@@ -65,9 +65,10 @@ class PasskeyPrompter:
 
     def filler(self, n: int) -> tuple[int, ...]:
         """The first ``n`` tokens of the filler repeated (cut at a token, as the reference cuts at a character)."""
-        if len(self._filler) < n:
-            repeats = n // max(self.filler_unit, 1) + 2
+        repeats = n // max(self.filler_unit, 1) + 2
+        while len(self._filler) < n:  # repeats join into fewer tokens than ``filler_unit`` each: grow until long
             self._filler = self._encode(" ".join([FILLER] * repeats))
+            repeats *= 2
         return self._filler[:n]
 
     def key_line(self, key: int) -> tuple[int, ...]:
