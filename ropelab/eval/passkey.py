@@ -61,9 +61,10 @@ class PasskeyPrompter:
 
     def filler(self, n: int) -> tuple[int, ...]:
         """The first ``n`` tokens of the filler repeated (cut at a token, as the reference cuts at a character)."""
-        if len(self._filler) < n:
-            repeats = n // max(self.filler_unit, 1) + 2
+        repeats = n // max(self.filler_unit, 1) + 2
+        while len(self._filler) < n:  # repeats join into fewer tokens than ``filler_unit`` each: grow until long
             self._filler = self._encode(" ".join([FILLER] * repeats))
+            repeats *= 2
         return self._filler[:n]
 
     def key_line(self, key: int) -> tuple[int, ...]:
@@ -108,19 +109,56 @@ def prefix_cache(model: Any, prefix: Sequence[int]) -> Any:
         return model(input_ids=ids, use_cache=True, logits_to_keep=1).cache  # no (T, V) logits: 3 GB at 16k
 
 
+# Prefix reuse and SDPA's kernels. SDPA takes its causal kernel (``is_causal``: it skips the masked upper triangle)
+# only when queries and keys have the same length. Queries that continue a cache need an explicit mask, and the
+# masked kernel computes every (query, key) score at ~1.4x the causal kernel's cost per score (CPU, SmolLM2
+# shapes, torch 2.13; one masked call over the whole rest computes the full rest x prompt rectangle: 2.5x the
+# causal attention at 8k). So (1) the rest of a prompt after a cache goes in chunks of PREFILL_CHUNK tokens,
+# wasting only each chunk's diagonal block, and (2) a prefix is cached only where :func:`prefix_pays`; otherwise
+# each prompt runs whole on the causal kernel (issue: passkey trials at 12k were 1.5x slower than ``generate``).
+PREFILL_CHUNK = 1024
+MASKED_KERNEL_COST = 1.4  # masked / causal SDPA cost per score (measured as above)
+ATTENTION_SHARE = 0.67  # attention's share of a causal forward: SmolLM2-135M at 12k; less for larger models
+
+
+def prefix_pays(prefix_tokens: int, prompt_tokens: int, uses: int) -> bool:
+    """Whether caching a prefix shared by ``uses`` prompts of ``prompt_tokens`` beats running each prompt whole.
+
+    Cost model, in units of one whole prompt (attention share ``a`` = :data:`ATTENTION_SHARE`, ``k`` =
+    :data:`MASKED_KERNEL_COST`, ``d`` = prefix / prompt): the prefix once, ``(1 - a) d + a d^2``, plus per prompt
+    the rest after it, ``(1 - a)(1 - d) + a k (1 - d^2)``, against ``uses`` whole prompts. With 5 uses the
+    prefix must be about half the prompt; one use never pays.
+    """
+    if prefix_tokens <= 0 or prompt_tokens <= 0 or uses < 2:
+        return False
+    d, a = min(prefix_tokens / prompt_tokens, 1.0), ATTENTION_SHARE
+    prefix = (1 - a) * d + a * d * d
+    rest = (1 - a) * (1 - d) + a * MASKED_KERNEL_COST * (1 - d * d)
+    return prefix + uses * rest < uses
+
+
 def greedy_generate(model: Any, ids: Sequence[int], max_new_tokens: int, cache: Any = None,
-                    return_logits: bool = False) -> list[int] | tuple[list[int], list[torch.Tensor]]:
+                    return_logits: bool = False, chunk: int | None = PREFILL_CHUNK
+                    ) -> list[int] | tuple[list[int], list[torch.Tensor]]:
     """Greedy continuation of ``ids``; with ``cache``, ``ids`` continue the sequence already in it.
 
     The cache is left holding its original length (it is cropped back), so one prefix cache serves many calls.
+    After a non-empty cache, ``ids`` are fed ``chunk`` tokens per forward (None: all at once), which keeps the
+    masked attention near the causal area (see :data:`PREFILL_CHUNK`); a prompt without a cache goes in one
+    forward, on SDPA's causal kernel.
     Returns the new token ids (and, with ``return_logits``, the next-token logits of each step).
     """
     start = cache.get_seq_length() if cache is not None else 0
     tokens: list[int] = []
     logits: list[torch.Tensor] = []
-    step = torch.tensor([list(ids)], device=model.device)  # (1, T)
+    ids = list(ids)
+    size = max(len(ids), 1) if not start or chunk is None else max(int(chunk), 1)
     try:
         with torch.no_grad():
+            for begin in range(0, len(ids) - size, size):  # all chunks but the last: fill the cache
+                piece = torch.tensor([ids[begin:begin + size]], device=model.device)  # (1, chunk)
+                cache = model(input_ids=piece, cache=cache, use_cache=True, logits_to_keep=1).cache
+            step = torch.tensor([ids[(len(ids) - 1) // size * size:]], device=model.device)  # (1, T) the last chunk
             for _ in range(max_new_tokens):
                 out = model(input_ids=step, cache=cache, use_cache=True, logits_to_keep=1)
                 cache = out.cache
@@ -164,7 +202,8 @@ def evaluate_passkey(model: Any, tokenizer: Any, *, lengths: Sequence[int] = DEF
         depths: where the key sits, as the fraction of the filler before it (0 = top, 1 = bottom).
         trials: keys per cell.
         seed: seeds the keys (:func:`draw_keys`).
-        reuse_prefix: compute the prefix's KV cache once per cell (same answers, less compute).
+        reuse_prefix: compute the prefix's KV cache once per cell where that pays (:func:`prefix_pays`; same
+            answers, less compute).
 
     Returns:
         ``(rows, summary)``: rows of (length, depth, trial, key, answer, correct, n_tokens); summary with
@@ -182,7 +221,8 @@ def evaluate_passkey(model: Any, tokenizer: Any, *, lengths: Sequence[int] = DEF
     bar = tqdm(total=len(lengths) * len(depths) * trials, desc="passkey", disable=not progress, leave=False)
     for length in lengths:
         for depth in depths:
-            cache = prefix_cache(model, prompter.prefix(length, depth)) if reuse_prefix else None
+            prefix = prompter.prefix(length, depth)
+            cache = prefix_cache(model, prefix) if reuse_prefix and prefix_pays(len(prefix), length, trials) else None
             for trial in range(trials):
                 prompt = prompter(length, depth, next(keys))
                 if cache is not None:
