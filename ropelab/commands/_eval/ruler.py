@@ -1,30 +1,26 @@
-"""``ropelab eval ruler``: the RULER synthetic suite (:mod:`ropelab.eval.ruler`) from the command line.
+"""``ropelab eval ruler``: the RULER synthetic suite (:mod:`ropelab.eval.ruler`) over tasks x lengths.
 
 Arguments are checked before the model is loaded; samples are generated with the model's tokenizer before any
-forward pass; the CSV is written (atomically) only when every sample has been answered.
+forward pass; the CSV is written only when every sample has been answered.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
-from ropelab.eval.ruler import DEFAULT_LENGTHS, SYNTHETIC_TASKS, evaluate_ruler, generate_samples
-from ropelab.eval.ruler.scoring import DEFAULT_RELATIVE
-from ropelab.eval.ruler.tasks import TASKS, check_tasks
+from ropelab.commands._eval import common
 
 
 def add_cli(subparsers: Any) -> None:
     """``ropelab eval ruler``."""
-    from ropelab.eval.passkey import add_model_arguments
+    from ropelab.eval.ruler import DEFAULT_LENGTHS, SYNTHETIC_TASKS, TASKS
+    from ropelab.eval.ruler.scoring import DEFAULT_RELATIVE
 
     parser = subparsers.add_parser("ruler", help="RULER synthetic tasks (NIAH variants, VT, CWE, FWE, QA) x lengths",
                                    description=__doc__.splitlines()[0])
-    add_model_arguments(parser)
+    common.add_model_arguments(parser)
     parser.add_argument("--tasks", default=",".join(SYNTHETIC_TASKS),
                         help=f"comma-separated, from: {', '.join(TASKS)} (qa_* need --qa-file)")
     parser.add_argument("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)), help="lengths in tokens")
@@ -42,16 +38,16 @@ def add_cli(subparsers: Any) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from ropelab.eval.passkey import evaluate_from_args, parse_floats
+    from ropelab.eval.ruler import TASKS, evaluate_ruler, generate_samples
+    from ropelab.eval.ruler.tasks import check_tasks
 
     tasks = check_tasks([t.strip() for t in args.tasks.split(",") if t.strip()])
-    lengths = [int(x) for x in parse_floats(args.lengths, "lengths")]
+    lengths = common.parse_lengths(args.lengths)
+    common.check_positive(args, "samples", "max_new_tokens")
     if any(TASKS[t].family == "qa" for t in tasks) and not args.qa_file:
         raise ValueError("qa_1/qa_2 need --qa-file (RULER's SQuAD or HotpotQA JSON)")
     if args.pass_threshold is not None and not 0.0 <= args.pass_threshold <= 1.0:
         raise ValueError(f"--pass-threshold must be in [0, 1], got {args.pass_threshold}")
-    if args.csv:
-        check_writable(args.csv)
 
     def evaluate(model: Any, tokenizer: Any) -> tuple[list[dict], dict]:
         samples = generate_samples(tokenizer, tasks, lengths, args.samples, args.seed, args.qa_file)
@@ -59,33 +55,10 @@ def run_cli(args: argparse.Namespace) -> int:
                                        max_new_tokens=args.max_new_tokens, threshold=args.pass_threshold)
         return rows, {**summary, "seed": args.seed, "samples": args.samples}
 
-    rows, summary = evaluate_from_args(args, evaluate)
-    if args.csv:
-        write_csv_atomic(rows, args.csv)
-    print(json.dumps(summary, indent=2) if args.json else format_table(summary))
+    rows, summary = common.evaluate_from_args(args, evaluate)
+    common.write_rows([{**r, "outputs": " | ".join(r["outputs"])} for r in rows], args.csv)
+    print(json.dumps(common.json_ready(summary), indent=2) if args.json else format_table(summary))
     return 0
-
-
-def check_writable(path: str) -> None:
-    """ValueError unless ``path``'s folder exists and ``path`` is not a folder."""
-    target = Path(path)
-    if target.is_dir() or not target.parent.is_dir():
-        raise ValueError(f"--csv {path!r}: not a file in an existing folder")
-
-
-def write_csv_atomic(rows: list[dict], path: str) -> None:
-    """:func:`ropelab.figures.write_csv` into a temporary file beside ``path``, then renamed over it."""
-    from ropelab.figures import write_csv
-
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    os.close(fd)
-    try:
-        write_csv([{**r, "outputs": " | ".join(r["outputs"])} for r in rows], tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def format_table(summary: dict) -> str:
