@@ -10,8 +10,9 @@ retrieval prompts that are the same for every method:
   perplexity at every shorter length too: ``ppl(n) = exp(sum_{t<n} nll_t / (n - 1))`` (tested against
   :func:`ropelab.eval.perplexity.perplexity`). Length-dependent plans (dynamic NTK) are refused;
 * **retention** inside the window: ``ppl(method, n) / ppl(none, n)`` for n <= L, from the same numbers;
-* **retrieval**: passkey (:mod:`ropelab.eval.passkey`) and needle-in-a-haystack (:mod:`ropelab.eval.niah`) over a
-  lengths x depths grid, for the ``retrieval`` subset of variants.
+* **retrieval**: passkey (:mod:`ropelab.eval.passkey`), needle-in-a-haystack (:mod:`ropelab.eval.niah`) and the
+  RULER tasks of ``retrieval.ruler_tasks`` (:mod:`ropelab.eval.ruler`, samples generated once) over the
+  retrieval lengths, for the ``retrieval`` subset of variants.
 
 The model and every document are loaded and tokenised once for all methods; a plan is applied and removed in place
 (:func:`ropelab.eval.loading.plan_applied`). Every result is cached in ``$ROPELAB_CACHE/zeroshot/`` under a key of
@@ -52,18 +53,26 @@ class RetrievalConfig:
     passkey_depths: tuple = (0.5,)  # key depth (fraction of the filler before the key)
     passkey_trials: int = 2  # keys per (length, depth) cell
     niah_depths: tuple = (0.5,)  # needle depth in the Paul Graham essays
-    seed: int = 0  # passkey keys
+    ruler_tasks: tuple = ()  # RULER tasks (ropelab.eval.ruler.TASKS) at the same lengths; () skips RULER
+    ruler_samples: int = 1  # samples per RULER task and length
+    seed: int = 0  # passkey keys and RULER samples
 
     def __post_init__(self) -> None:
-        for name in ("variants", "lengths", "passkey_depths", "niah_depths"):
+        for name in ("variants", "lengths", "passkey_depths", "niah_depths", "ruler_tasks"):
             object.__setattr__(self, name, tuple(getattr(self, name) or ()))
         _check_lengths("retrieval.lengths", self.lengths, allow_empty=True)
         for name in ("passkey_depths", "niah_depths"):
             bad = [d for d in getattr(self, name) if not 0.0 <= float(d) <= 1.0]
             if bad:
                 raise ValueError(f"retrieval.{name} must be fractions in [0, 1], got {bad[0]!r}")
-        if isinstance(self.passkey_trials, bool) or not isinstance(self.passkey_trials, int) or self.passkey_trials < 1:
-            raise ValueError(f"retrieval.passkey_trials must be an integer >= 1, got {self.passkey_trials!r}")
+        for name in ("passkey_trials", "ruler_samples"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"retrieval.{name} must be an integer >= 1, got {value!r}")
+        if self.ruler_tasks:
+            from ropelab.eval.ruler.tasks import check_tasks
+
+            check_tasks(list(self.ruler_tasks))
 
 
 @dataclass(frozen=True)
@@ -202,22 +211,24 @@ def run_zero_shot(cfg: ZeroShotConfig, progress: bool = True, cache: bool = True
                 **({"device": device} if device != "cpu" else {}),
                 "torch": torch.__version__, "tokenizer": tokenizer_fingerprint(tokenizer),
                 "weights": _weights_fingerprint(model)}
-        out: dict[str, Any] = {"ppl": [], "passkey": [], "niah": [], "plans": plans, "docs": [d for d, _ in docs],
+        out: dict[str, Any] = {"ppl": [], "passkey": [], "niah": [], "ruler": [], "ruler_averages": [],
+                               "plans": plans, "docs": [d for d, _ in docs],
                                "window": spec.original_length}
         jobs = [(label, "ppl") for label in cfg.variants]
-        jobs += [(label, kind) for label in cfg.retrieval_variants for kind in ("passkey", "niah")
-                 if cfg.retrieval.lengths]
+        kinds = ("passkey", "niah", "ruler") if cfg.retrieval.ruler_tasks else ("passkey", "niah")
+        jobs += [(label, kind) for label in cfg.retrieval_variants for kind in kinds if cfg.retrieval.lengths]
+        samples = _ruler_samples(cfg, tokenizer) if "ruler" in kinds and cfg.retrieval.lengths else []
         bar = tqdm(jobs, desc="zero-shot", disable=not progress)
         for label, kind in bar:
             bar.set_postfix_str(f"{label} {kind}")
             plan = plans[label]
             settings = {**base, "kind": kind, "plan": plan.to_dict() if plan is not None else None,
-                        **_settings(cfg, kind, docs)}
+                        **_settings(cfg, kind, docs, samples)}
             result = _cached(settings, cache)
             if result is None:
                 start = time.perf_counter()
                 with plan_applied(model, plan):
-                    result = _evaluate(kind, model, tokenizer, cfg, docs)
+                    result = _evaluate(kind, model, tokenizer, cfg, docs, samples)
                 result["seconds"] = time.perf_counter() - start
                 _store(settings, result, cache)
             else:
@@ -226,19 +237,45 @@ def run_zero_shot(cfg: ZeroShotConfig, progress: bool = True, cache: bool = True
     return out
 
 
-def _settings(cfg: ZeroShotConfig, kind: str, docs: Sequence[tuple[str, np.ndarray]]) -> dict[str, Any]:
+def _ruler_samples(cfg: ZeroShotConfig, tokenizer: Any) -> list:
+    """The RULER samples of ``cfg``, generated and tokenised once for every variant."""
+    from ropelab.eval.ruler import generate_samples
+
+    r = cfg.retrieval
+    return generate_samples(tokenizer, r.ruler_tasks, r.lengths, r.ruler_samples, r.seed, progress=False)
+
+
+def _settings(cfg: ZeroShotConfig, kind: str, docs: Sequence[tuple[str, np.ndarray]],
+              samples: Sequence[Any] = ()) -> dict[str, Any]:
+    """What decides a result besides model, dtype, threads and plan: its tokens or prompts, and the code that
+    builds and decodes the prompts (a changed prompt builder is a new key)."""
     if kind == "ppl":
         digest = hashlib.sha256(b"".join(np.asarray(ids, dtype=np.int64).tobytes() for _, ids in docs)).hexdigest()
         return {"docs": [d for d, _ in docs], "tokens": digest, "length": int(max(cfg.ppl_lengths))}
     r = cfg.retrieval
     if kind == "passkey":
         return {"lengths": list(r.lengths), "depths": list(r.passkey_depths), "trials": r.passkey_trials,
-                "seed": r.seed}
-    return {"lengths": list(r.lengths), "depths": list(r.niah_depths)}
+                "seed": r.seed, "code": _source_digest("ropelab.eval.passkey")}
+    if kind == "niah":
+        return {"lengths": list(r.lengths), "depths": list(r.niah_depths),
+                "code": _source_digest("ropelab.eval.passkey", "ropelab.eval.niah")}
+    prompts = hashlib.sha256(json.dumps([[s.task, s.length, list(s.ids), list(s.outputs)] for s in samples])
+                             .encode()).hexdigest()
+    return {"prompts": prompts, "code": _source_digest("ropelab.eval.passkey", "ropelab.eval.ruler.evaluate",
+                                                        "ropelab.eval.ruler.scoring")}
+
+
+def _source_digest(*modules: str) -> str:
+    import importlib
+
+    h = hashlib.sha256()
+    for name in modules:
+        h.update(Path(importlib.import_module(name).__file__).read_bytes())
+    return h.hexdigest()[:16]
 
 
 def _evaluate(kind: str, model: Any, tokenizer: Any, cfg: ZeroShotConfig,
-              docs: Sequence[tuple[str, np.ndarray]]) -> dict[str, Any]:
+              docs: Sequence[tuple[str, np.ndarray]], samples: Sequence[Any] = ()) -> dict[str, Any]:
     r = cfg.retrieval
     if kind == "ppl":
         return {"nll": [prefix_nll(model, ids).tolist() for _, ids in docs]}
@@ -247,10 +284,15 @@ def _evaluate(kind: str, model: Any, tokenizer: Any, cfg: ZeroShotConfig,
 
         rows, summary = evaluate_passkey(model, tokenizer, lengths=r.lengths, depths=r.passkey_depths,
                                          trials=r.passkey_trials, seed=r.seed, progress=False)
-    else:
+    elif kind == "niah":
         from ropelab.eval.niah import evaluate_niah
 
         rows, summary = evaluate_niah(model, tokenizer, lengths=r.lengths, depths=r.niah_depths, progress=False)
+    else:
+        from ropelab.eval.ruler import evaluate_ruler
+
+        rows, summary = evaluate_ruler(model, tokenizer, samples, progress=False)
+        return {"rows": rows, "cells": summary["cells"], "averages": summary["averages"]}
     return {"rows": rows, "cells": summary["cells"]}
 
 
@@ -261,6 +303,7 @@ def _collect(out: dict[str, Any], kind: str, label: str, result: Mapping[str, An
         out["ppl"] += [{"method": label, **row, "seconds": result["seconds"]} for row in rows]
     else:
         out[kind] += [{"method": label, **cell} for cell in result["cells"]]
+        out["ruler_averages"] += [{"method": label, **a} for a in result.get("averages", [])]
         out.setdefault(f"{kind}_rows", []).extend({"method": label, **row} for row in result["rows"])
 
 

@@ -209,3 +209,13 @@ def test_cli_on_a_saved_model_with_a_plan(tmp_path, capsys):
     assert (tmp_path / "p.csv").read_text().startswith("model,method,target_length,length,depth,trial,key")
     assert main([*argv, "--method", "pi,yarn", "--target-length", "1024"]) == 2
     assert "one --method per run" in capsys.readouterr().err
+
+
+def test_a_long_first_prompt_has_the_requested_length():
+    # the filler is tokenised once and cut: joined repeats can take fewer tokens than one repeat alone, so the
+    # first request must grow it until it is long enough (SmolLM2's depth-0 prompts were 3,980 tokens at 4,096)
+    _, tok = tiny_llama()
+    for depth in (0.0, 0.5):
+        prompter = PasskeyPrompter(tok)  # fresh: its filler is built by this first, long request
+        for length in (4096, 1000, 6000):
+            assert len(prompter(length, depth, 54321).ids) == length, (depth, length)

@@ -68,6 +68,8 @@ def test_retention_is_the_ratio_to_the_unextended_model_inside_the_window():
     ({"retrieval": {"variants": ["ntk"]}}, "retrieval variant .ntk. is not in variants"),
     ({"retrieval": {"passkey_depths": [1.5]}}, r"fractions in \[0, 1\]"),
     ({"retrieval": {"passkey_trials": True}}, "passkey_trials must be an integer"),
+    ({"retrieval": {"ruler_tasks": ["nope"]}}, "nope"),
+    ({"retrieval": {"ruler_samples": 0}}, "ruler_samples must be an integer"),
     ({"threads": True}, "threads must be an integer"),
     ({"docs": 0}, "docs must be an integer"),
     ({"dtype": "float8"}, "dtype 'float8' is not allowed"),
@@ -97,12 +99,15 @@ def test_a_run_is_cached_and_the_cache_is_keyed_on_the_plan(tmp_path, monkeypatc
     settings = {"model": str(folder), "dtype": "float32", "threads": 1, "target_length": 256,
                 "corpus": f"text:{text}", "split": "all", "docs": 1, "ppl_lengths": [32, 64, 200],
                 "variants": {"none": {"method": "none"}, "yarn": {"method": "yarn"}},
-                "retrieval": {"variants": ["yarn"], "lengths": [128], "passkey_trials": 1}}
+                "retrieval": {"variants": ["yarn"], "lengths": [256], "passkey_trials": 1,
+                              "ruler_tasks": ["niah_single_1"]}}
     cfg = load_zeroshot_config(settings)
     first = run_zero_shot(cfg, progress=False)
     assert {r["method"] for r in first["ppl"]} == {"none", "yarn"}
     assert all(r["seconds"] > 0 for r in first["ppl"])
-    assert [c["method"] for c in first["passkey"]] == ["yarn"] and first["niah"][0]["length"] == 128
+    assert [c["method"] for c in first["passkey"]] == ["yarn"] and first["niah"][0]["length"] == 256
+    assert [(c["method"], c["task"], c["length"]) for c in first["ruler"]] == [("yarn", "niah_single_1", 256)]
+    assert first["ruler_averages"][0]["method"] == "yarn"
     again = run_zero_shot(cfg, progress=False)
     assert all(r["seconds"] == 0 for r in again["ppl"])  # from the cache
     assert [r["ppl"] for r in again["ppl"]] == [r["ppl"] for r in first["ppl"]]
