@@ -14,6 +14,7 @@ from ropelab.models import random_model, word_tokenizer
 from ropelab.zeroshot import (
     ZeroShotConfig,
     load_zeroshot_config,
+    pinned_threads,
     prefix_nll,
     prefix_perplexities,
     run_zero_shot,
@@ -55,9 +56,18 @@ def test_prefix_perplexity_pools_tokens_over_documents():
 
 def test_retention_is_the_ratio_to_the_unextended_model_inside_the_window():
     rows = [{"method": "none", "length": 8, "ppl": 10.0}, {"method": "pi", "length": 8, "ppl": 15.0},
-            {"method": "pi", "length": 32, "ppl": 30.0}, {"method": "none", "length": 32, "ppl": 60.0}]
-    out = with_retention(rows, window=16)
-    assert [(r["method"], r["ratio"]) for r in out] == [("none", 1.0), ("pi", 1.5)]
+            {"method": "pi", "length": 32, "ppl": 30.0}, {"method": "none", "length": 32, "ppl": 60.0},
+            {"method": "pi", "length": 16, "ppl": 24.0}, {"method": "none", "length": 16, "ppl": 12.0}]
+    out = with_retention(rows, window=16)  # the window itself is inside it
+    assert [(r["method"], r["length"], r["ratio"]) for r in out] == [
+        ("none", 8, 1.0), ("pi", 8, 1.5), ("pi", 16, 2.0), ("none", 16, 1.0)]
+
+
+def test_pinned_threads_runs_with_n_threads_and_restores():
+    before = torch.get_num_threads()
+    with pinned_threads(before + 1):
+        assert torch.get_num_threads() == before + 1
+    assert torch.get_num_threads() == before
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -95,7 +105,8 @@ def test_a_run_is_cached_and_the_cache_is_keyed_on_the_plan(tmp_path, monkeypatc
     text = tmp_path / "text"
     text.mkdir()
     rng = np.random.default_rng(0)
-    (text / "a.txt").write_text(" ".join(f"w{i}" for i in rng.integers(3, 128, size=400)))
+    for name in ("a.txt", "b.txt"):
+        (text / name).write_text(" ".join(f"w{i}" for i in rng.integers(3, 128, size=400)))
     settings = {"model": str(folder), "dtype": "float32", "threads": 1, "target_length": 256,
                 "corpus": f"text:{text}", "split": "all", "docs": 1, "ppl_lengths": [32, 64, 200],
                 "variants": {"none": {"method": "none"}, "yarn": {"method": "yarn"}},
@@ -104,6 +115,7 @@ def test_a_run_is_cached_and_the_cache_is_keyed_on_the_plan(tmp_path, monkeypatc
     cfg = load_zeroshot_config(settings)
     first = run_zero_shot(cfg, progress=False)
     assert {r["method"] for r in first["ppl"]} == {"none", "yarn"}
+    assert len(first["docs"]) == 1 and {r["n_docs"] for r in first["ppl"]} == {1}  # docs=1 of the two
     assert all(r["seconds"] > 0 for r in first["ppl"])
     assert [c["method"] for c in first["passkey"]] == ["yarn"] and first["niah"][0]["length"] == 256
     assert [(c["method"], c["task"], c["length"]) for c in first["ruler"]] == [("yarn", "niah_single_1", 256)]
@@ -114,4 +126,5 @@ def test_a_run_is_cached_and_the_cache_is_keyed_on_the_plan(tmp_path, monkeypatc
     other = run_zero_shot(load_zeroshot_config({**settings, "variants": {"pi": {"method": "pi"}},
                                                 "retrieval": {"lengths": []}}), progress=False)
     assert all(r["seconds"] > 0 for r in other["ppl"])  # a new plan is a new key
-    assert torch.get_num_threads() >= 1
+    with pytest.raises(ValueError, match="has 2 documents of >= 200 tokens, fewer than docs=3"):
+        run_zero_shot(load_zeroshot_config({**settings, "docs": 3}), progress=False)
