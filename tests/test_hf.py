@@ -103,7 +103,8 @@ def export_and_reload(root) -> dict:
 
 
 NATIVE = {"none": "default", "ntk": "default", "pi": "linear", "yarn": "yarn", "dynamic_ntk": "dynamic",
-          "llama3": "llama3", "longrope": "longrope", "dprope": "longrope"}
+          "llama3": "llama3", "longrope": "longrope", "dprope": "longrope", "dprope_robust": "longrope",
+          "dprope_continuous": "longrope", "dprope_candidates": "longrope"}
 
 
 def check_round_trip(family: str, method: str, record: dict) -> None:

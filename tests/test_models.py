@@ -48,11 +48,10 @@ def test_local_folder_loads_in_eval_mode_with_sdpa(tmp_path):
 @pytest.mark.slow
 def test_smollm2_cached_copy_is_fast_and_identical_to_the_gguf():
     load_model(SMOLLM2)  # builds the cache on first use
-    start = time.perf_counter()
-    cached, tokenizer = load_model(SMOLLM2)
-    seconds = time.perf_counter() - start
-    assert seconds < 3.0, f"cached SmolLM2 load took {seconds:.1f} s"  # ~0.5 s measured; slack for a busy CI
-    assert (cache_folder() / f"{SMOLLM2}-fp32" / "model.safetensors").exists()
+    weights = cache_folder() / f"{SMOLLM2}-fp32" / "model.safetensors"
+    built = weights.stat().st_mtime_ns
+    cached, tokenizer = load_model(SMOLLM2)  # reads the copy (~0.5 s here), never converts again (no timed test)
+    assert weights.stat().st_mtime_ns == built
 
     config = cached.config
     assert (config.num_hidden_layers, config.head_dim, config.max_position_embeddings) == (30, 64, 8192)
