@@ -24,11 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from ropelab.config import load_config
+from ropelab.io import atomic_write_text, content_key
 
 STATIC_ONLY = ("dynamic_ntk",)
 DTYPES = ("float32", "bfloat16", "float16")  # plans whose frequencies change with the sequence length
@@ -250,7 +248,7 @@ def _settings(cfg: ZeroShotConfig, kind: str, docs: Sequence[tuple[str, np.ndarr
     """What decides a result besides model, dtype, threads and plan: its tokens or prompts, and the code that
     builds and decodes the prompts (a changed prompt builder is a new key)."""
     if kind == "ppl":
-        digest = hashlib.sha256(b"".join(np.asarray(ids, dtype=np.int64).tobytes() for _, ids in docs)).hexdigest()
+        digest = content_key(blobs=[np.asarray(ids, dtype=np.int64).tobytes() for _, ids in docs], digits=64)
         return {"docs": [d for d, _ in docs], "tokens": digest, "length": int(max(cfg.ppl_lengths))}
     r = cfg.retrieval
     if kind == "passkey":
@@ -259,8 +257,7 @@ def _settings(cfg: ZeroShotConfig, kind: str, docs: Sequence[tuple[str, np.ndarr
     if kind == "niah":
         return {"lengths": list(r.lengths), "depths": list(r.niah_depths),
                 "code": _source_digest("ropelab.eval.passkey", "ropelab.eval.niah")}
-    prompts = hashlib.sha256(json.dumps([[s.task, s.length, list(s.ids), list(s.outputs)] for s in samples])
-                             .encode()).hexdigest()
+    prompts = content_key([[s.task, s.length, list(s.ids), list(s.outputs)] for s in samples], digits=64)
     return {"prompts": prompts, "code": _source_digest("ropelab.eval.passkey", "ropelab.eval.ruler.evaluate",
                                                         "ropelab.eval.ruler.scoring")}
 
@@ -268,10 +265,7 @@ def _settings(cfg: ZeroShotConfig, kind: str, docs: Sequence[tuple[str, np.ndarr
 def _source_digest(*modules: str) -> str:
     import importlib
 
-    h = hashlib.sha256()
-    for name in modules:
-        h.update(Path(importlib.import_module(name).__file__).read_bytes())
-    return h.hexdigest()[:16]
+    return content_key(blobs=[Path(importlib.import_module(name).__file__).read_bytes() for name in modules])
 
 
 def _evaluate(kind: str, model: Any, tokenizer: Any, cfg: ZeroShotConfig,
@@ -334,16 +328,15 @@ def _weights_fingerprint(model: Any) -> str:
     """A short hash of the model's config and a sample of its weights (cheap; a different model gives another)."""
     import torch
 
-    h = hashlib.sha256(model.config.to_json_string(use_diff=False).encode())
-    for _, p in list(model.named_parameters())[:: max(1, len(list(model.parameters())) // 8)]:
-        h.update(p.detach().flatten()[:4096].to(torch.float32).numpy().tobytes())
-    return h.hexdigest()[:16]
+    params = list(model.parameters())
+    sample = [p.detach().flatten()[:4096].to(torch.float32).numpy().tobytes() for p in params[:: max(1, len(params) // 8)]]
+    return content_key(blobs=[model.config.to_json_string(use_diff=False), *sample])
 
 
 def _cache_path(settings: Mapping[str, Any]) -> Path:
     from ropelab.models import cache_folder
 
-    key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    key = content_key(settings, digits=20)
     return cache_folder() / "zeroshot" / f"{settings['kind']}-{key}.json"
 
 
@@ -357,11 +350,8 @@ def _cached(settings: Mapping[str, Any], enabled: bool) -> dict[str, Any] | None
 def _store(settings: Mapping[str, Any], result: Mapping[str, Any], enabled: bool) -> None:
     if not enabled:
         return
-    path = _cache_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-        json.dump({k: v for k, v in result.items() if k != "seconds"}, f, default=_plain)
-    os.replace(f.name, path)
+    atomic_write_text(_cache_path(settings), json.dumps({k: v for k, v in result.items() if k != "seconds"},
+                                                        default=_plain))
 
 
 def _plain(obj: Any) -> Any:

@@ -235,7 +235,7 @@ def test_bad_input_is_one_line_before_any_model_work(monkeypatch, tmp_path):
         read_qa_file(broken, "hotpotqa")
     # a haystack shorter than asked: 600 words of the essays cannot fill 4096 tokens
     words = haystacks.essay_words()[:600]
-    monkeypatch.setattr(haystacks, "essay_words", lambda: words)
+    monkeypatch.setattr(ruler_tasks, "essay_words", lambda: words)  # the name the builders use
     with pytest.raises(ValueError, match=r"niah_single_2 at length 4096: the haystack is too short"):
         generate_samples(tokenizer, ["niah_single_2"], [4096])
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ropelab.eval.ruler import scoring
+from ropelab.eval.ruler.scoring import DEFAULT_RELATIVE, postprocess, score, summarize
 from ropelab.eval.ruler.tasks import SYNTHETIC_TASKS, TASKS, RulerSample, build_sample, check_tasks
 
 DEFAULT_LENGTHS = (1024, 2048, 4096)
@@ -65,7 +65,7 @@ def shared_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
 def evaluate_ruler(model: Any, tokenizer: Any, samples: Sequence[RulerSample], *, reuse_prefix: bool = True,
                    min_shared: int = MIN_SHARED_PREFIX, max_new_tokens: int | None = None,
                    threshold: float | None = None,
-                   relative: float = scoring.DEFAULT_RELATIVE, progress: bool = True) -> tuple[list[dict], dict]:
+                   relative: float = DEFAULT_RELATIVE, progress: bool = True) -> tuple[list[dict], dict]:
     """Greedy answers to ``samples`` and their RULER scores.
 
     Args:
@@ -103,12 +103,12 @@ def evaluate_ruler(model: Any, tokenizer: Any, samples: Sequence[RulerSample], *
             new = greedy_generate(model, sample.ids[start:], steps, cache)
             prediction = tokenizer.decode(new, skip_special_tokens=True)
             rows.append({"task": sample.task, "length": sample.length, "index": sample.index,
-                         "n_tokens": sample.n_tokens, "prediction": scoring.postprocess(prediction),
-                         "outputs": list(sample.outputs), "score": scoring.score(prediction, sample.outputs,
+                         "n_tokens": sample.n_tokens, "prediction": postprocess(prediction),
+                         "outputs": list(sample.outputs), "score": score(prediction, sample.outputs,
                                                                                   sample.metric)})
             bar.update()
         del cache
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     bar.close()
-    return rows, scoring.summarize(rows, threshold=threshold, relative=relative)
+    return rows, summarize(rows, threshold=threshold, relative=relative)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ropelab.eval.passkey import FILLER as NOISE  # RULER's noise sentence is the passkey filler
-from ropelab.eval.ruler import haystacks
+from ropelab.eval.ruler.haystacks import common_words, essay_words, key_word, split_sentences
 
 NEEDLE = "One of the special magic {type_needle_v} for {key} is: {value}."
 NIAH_TEMPLATE = ("Some special magic {type_needle_v} are hidden within the following text. Make sure to memorize it. "
@@ -134,7 +134,7 @@ def random_value(rng: random.Random, kind: str) -> str:
     if kind == "numbers":
         return str(rng.randint(10**6, 10**7 - 1))
     if kind == "words":
-        return haystacks.key_word(rng)
+        return key_word(rng)
     if kind == "uuids":
         return str(uuid.UUID(int=rng.getrandbits(128), version=4))
     raise ValueError(f"unknown needle type {kind!r}; allowed: numbers, words, uuids")
@@ -174,12 +174,12 @@ class NiahBuilder:
         return len(self.needles)  # noise and needle haystacks place each needle before a distinct unit
 
     def max_units(self) -> int | None:
-        return len(haystacks.essay_words()) if self.haystack == "essay" else None
+        return len(essay_words()) if self.haystack == "essay" else None
 
     def __call__(self, n: int) -> Built:
         rng = random.Random(self.layout_seed)
         if self.haystack == "essay":
-            sentences = haystacks.split_sentences(" ".join(haystacks.essay_words()[:n]))
+            sentences = split_sentences(" ".join(essay_words()[:n]))
             at = [int(len(sentences) * d / 100) for d in self.depths]
             pieces, depths, done = [], [], 0
             for position, needle in zip(at, self.needles):
@@ -282,7 +282,7 @@ class CommonWordsBuilder:
         short = length < 4096
         shot_words, shot_cw, shot_ucw = (20, 3, 1) if short else (40, 10, 3)
         self.freq_cw, self.freq_ucw = (6, 1) if short else (o["freq_cw"], o["freq_ucw"])
-        self.vocabulary = haystacks.common_words()
+        self.vocabulary = common_words()
         shots = []
         for _ in range(o["num_fewshot"]):
             context, common = self._example(rng, shot_words, shot_cw, shot_ucw)
