@@ -11,6 +11,8 @@ by contrast loses ~m*1e-16 rad and float32 (the authors' release) is visibly wro
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ropelab.spec import check_positive_int, check_precision
@@ -20,7 +22,8 @@ SMOOTHING = float(np.finfo(np.float16).tiny)  # 2^-14, as torch.finfo(torch.floa
 
 # 2^192 / 2pi as an integer (from 60 digits of pi): turns = theta * 2^64 / 2pi in exact integer arithmetic.
 _INV_TWO_PI_Q192 = (1 << 192) * 10**60 // 6283185307179586476925286766559005768394338798750211641949889
-_CHUNK = 1 << 14  # positions per block: keeps the uint64 work in cache
+_CHUNK = 1 << 14  # positions per block when binning each position: keeps the uint64 work in cache
+_BY_POSITION = 1 << 15  # up to this length binning each position beats sorting blocks (per-pair overhead)
 
 
 def check_bins(bins: int) -> int:
@@ -41,62 +44,80 @@ def turns_fixed_point(inv_freq: np.ndarray) -> np.ndarray:
 def angle_counts(inv_freq: np.ndarray, n: int, bins: int = 360) -> np.ndarray:
     """Exact bin counts of (m*theta_i mod 2pi) for m = 0 .. n-1; shape (P, bins) int64.
 
-    Fast pairs (a bin spans less than one position) are counted position by position; slow pairs, whose
-    bins span at least one position each, by locating the first position of every bin, so a pair costs
-    min(n, bins * turns) operations and a 1M-token histogram takes well under a second.
+    Short lengths bin every position. Longer ones are cut into blocks of B ~ sqrt(n * bins) positions: block j is
+    block 0 turned by j*B*theta_i, so with block 0's turns sorted once per pair, each block's count below each bin
+    edge is a binary search. A pair then costs ~ 2 sqrt(n * bins) log B operations instead of n (a 1M-token
+    histogram of LLaMA2's 64 pairs: 0.1 s on one thread, 1 s binning every position), with identical counts.
     """
     n = check_positive_int("length", n)
     bins = check_bins(bins)
     delta = turns_fixed_point(inv_freq)  # (P,)
-    counts = np.zeros((delta.size, bins), dtype=np.int64)
-    # 0.999, not 1: leaves room for float rounding in the boundary estimate below
-    slow = delta.astype(np.float64) * (bins / 2.0**64) < 0.999
-    fast = ~slow
-    if fast.any():
-        counts[fast] = _counts_by_position(delta[fast], n, bins)
-    if slow.any():
-        counts[slow] = _counts_by_boundary(delta[slow], n, bins)
-    return counts
+    if n <= _BY_POSITION:
+        return _counts_by_position(delta, 0, n, bins)
+    block = math.isqrt(n * bins)
+    n_blocks = n // block
+    return _counts_by_block(delta, block, n_blocks, bins) + _counts_by_position(delta, n_blocks * block, n, bins)
 
 
-def _bin_of(delta: np.ndarray, m: np.ndarray, bins: int) -> np.ndarray:
-    """floor(frac(m*delta) * bins) for delta (P, 1) or (J,) and m (..., M) uint64; returns int64.
+def bin_of(turns: np.ndarray, bins: int) -> np.ndarray:
+    """floor(frac * bins) for turns (any shape, uint64, 2^-64 turn units); int64, the same shape.
 
-    The product wraps mod 2^64, i.e. exactly at one full turn. Its top 53 bits convert to float64 without
-    rounding, so the bin is exact except within 2^-52 of a bin edge.
+    The top 53 bits of a turn convert to float64 without rounding, so the bin is exact except within 2^-52 of a
+    bin edge, where the float product rounds (the definition every count here follows).
     """
-    with np.errstate(over="ignore"):
-        turns = delta * m  # fraction of a turn in 2^-64 units
-    turns >>= np.uint64(11)
-    return (turns.astype(np.float64) * (bins / 2.0**53)).astype(np.int64)
+    return ((turns >> np.uint64(11)).astype(np.float64) * (bins / 2.0**53)).astype(np.int64)
 
 
-def _counts_by_position(delta: np.ndarray, n: int, bins: int) -> np.ndarray:
+def bin_edges(bins: int) -> np.ndarray:
+    """Smallest turn (2^-64 units) of each bin 1 .. bins-1 under :func:`bin_of`, shape (bins-1,) uint64.
+
+    ``bin_of`` is monotone in the turn, so each bin starts at one integer: next to ceil(k 2^53 / bins) in units of
+    2^11, since the float product errs by less than one such unit.
+    """
+    bins = check_bins(bins)
+    guess = np.array([-(-(k << 53) // bins) for k in range(1, bins)], dtype=np.int64)  # (bins-1,)
+    window = np.clip(guess[:, None] + np.arange(-3, 4), 0, (1 << 53) - 1).astype(np.uint64)  # (bins-1, 7)
+    binned = bin_of(window << np.uint64(11), bins)
+    k = np.arange(1, bins)
+    if not ((binned[:, 0] < k) & (binned[:, -1] >= k)).all():
+        raise ValueError(f"bins={bins} is too many for 53-bit turns; allowed: up to 2^40")
+    return window[np.arange(bins - 1), np.argmax(binned >= k[:, None], axis=1)] << np.uint64(11)
+
+
+def _counts_by_position(delta: np.ndarray, start: int, stop: int, bins: int) -> np.ndarray:
+    """Counts of positions start .. stop-1, each binned by :func:`bin_of`; (P, bins) int64."""
     n_pairs = delta.size
     offsets = (np.arange(n_pairs, dtype=np.int64) * bins)[:, None]  # (P, 1)
     counts = np.zeros(n_pairs * bins, dtype=np.int64)
-    for start in range(0, n, _CHUNK):
-        m = np.arange(start, min(start + _CHUNK, n), dtype=np.uint64)[None, :]  # (1, M)
-        counts += np.bincount((_bin_of(delta[:, None], m, bins) + offsets).ravel(), minlength=n_pairs * bins)
+    for first in range(start, stop, _CHUNK):
+        m = np.arange(first, min(first + _CHUNK, stop), dtype=np.uint64)[None, :]  # (1, M)
+        with np.errstate(over="ignore"):  # the uint64 product wraps mod 2^64: exactly at one full turn
+            turns = delta[:, None] * m  # (P, M)
+        counts += np.bincount((bin_of(turns, bins) + offsets).ravel(), minlength=n_pairs * bins)
     return counts.reshape(n_pairs, bins)
 
 
-def _counts_by_boundary(delta: np.ndarray, n: int, bins: int) -> np.ndarray:
-    """Counts of slow pairs (every bin holds >= 1 position) from the first position of each bin crossing."""
-    step = delta.astype(np.float64) * (bins / 2.0**64)  # (P,) bins crossed per position, < 1
-    n_cross = (np.ceil((n - 1) * step) + 2).astype(np.int64)  # crossings up to position n-1, with margin
-    pair = np.repeat(np.arange(delta.size), n_cross)  # (J,) ragged crossings of all pairs, flattened
-    j = np.arange(pair.size) - np.repeat(np.cumsum(n_cross) - n_cross, n_cross) + 1  # 1 .. n_cross per pair
-    first = np.ceil(j / step[pair]).astype(np.int64)  # (J,) estimated first position of crossing j
-    # Exact fix-up: the first position of crossing j lies in bin j mod b and its predecessor does not.
-    d, target = delta[pair], j % bins
-    first += _bin_of(d, first.astype(np.uint64), bins) != target
-    first -= _bin_of(d, (first - 1).astype(np.uint64), bins) == target
-    first = np.minimum(first, n)
-    start = np.where(j == 1, 0, np.concatenate([[0], first[:-1]]))  # previous crossing (0 before the first)
-    index = pair * bins + (j - 1) % bins
-    counts = np.bincount(index, weights=first - start, minlength=delta.size * bins)
-    return counts.astype(np.int64).reshape(delta.size, bins)
+def _counts_by_block(delta: np.ndarray, block: int, n_blocks: int, bins: int) -> np.ndarray:
+    """Counts of positions 0 .. n_blocks*block - 1 from block 0's sorted turns; (P, bins) int64.
+
+    Position j*block + r turns by o_j + t_r (mod 2^64), o_j = j*block*delta, t_r = r*delta. It lies below edge
+    e iff t_r is in the cyclic interval [-o_j, -o_j + e): a difference of two searches, plus the block size where
+    the interval wraps past 2^64.
+    """
+    edges = bin_edges(bins)  # (K,) K = bins-1
+    r = np.arange(block, dtype=np.uint64)
+    first = np.arange(n_blocks, dtype=np.uint64) * np.uint64(block)  # (J,)
+    with np.errstate(over="ignore"):
+        turns = np.sort(delta[:, None] * r[None, :], axis=1)  # (P, B) block 0's turns, sorted
+        lows = np.uint64(0) - delta[:, None] * first[None, :]  # (P, J) -o_j
+        highs = lows[:, :, None] + edges[None, None, :]  # (P, J, K)
+    wraps = (highs < lows[:, :, None]).sum(axis=1)  # (P, K)
+    below = block * wraps  # (P, K) positions below each edge
+    for i in range(delta.size):
+        below[i] += np.searchsorted(turns[i], highs[i].ravel()).reshape(n_blocks, -1).sum(axis=0)
+        below[i] -= np.searchsorted(turns[i], lows[i]).sum()
+    total = np.full((delta.size, 1), n_blocks * block)
+    return np.diff(below, axis=1, prepend=0, append=total)
 
 
 def angle_distribution(inv_freq: np.ndarray, n: int, bins: int = 360, precision: str = "exact") -> np.ndarray:

@@ -1,16 +1,21 @@
 """Angle histograms: exact reduction, smoothing, the float32 mode of the authors' release."""
 
+import hashlib
+import json
+import math
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from ropelab.angles import SMOOTHING, angle_counts, angle_distribution, turns_fixed_point
+from ropelab.angles import _BY_POSITION, SMOOTHING, angle_counts, angle_distribution, bin_edges, turns_fixed_point
 from ropelab.spec import RopeSpec
 
 LLAMA2 = RopeSpec.preset("llama2-7b")
+PINNED = json.loads((Path(__file__).parent / "fixtures" / "pinned_selection.json").read_text())["counts"]
 TWO_PI = Fraction(Decimal("6.28318530717958647692528676655900576839433879875021164194988918"))
 
 
@@ -38,14 +43,41 @@ def test_counts_sum_to_length_and_distribution_rows_sum_to_one_plus_smoothing():
     np.testing.assert_allclose(dist.sum(axis=1), 1 + 90 * SMOOTHING / 4096, rtol=1e-12)
 
 
-def test_slow_and_fast_pair_paths_agree():
-    # the same pair counted by position (fast path) and by bin boundaries (slow path) must agree exactly
-    from ropelab.angles import _counts_by_boundary, _counts_by_position
+def binned_one_by_one(delta: np.ndarray, n: int, bins: int) -> np.ndarray:
+    """The slow reference: every position's turn m*delta mod 2^64, its top 53 bits times bins / 2^53, floored."""
+    m = np.arange(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        turns = delta[:, None] * m[None, :]  # (P, n)
+    idx = ((turns >> np.uint64(11)).astype(np.float64) * (bins / 2.0**53)).astype(np.int64)
+    return np.stack([np.bincount(row, minlength=bins) for row in idx])
 
-    for theta in (1e-3, 5e-3, 0.0174):
-        delta = turns_fixed_point(np.array([theta]))
-        for n in (1000, 123_457):
-            np.testing.assert_array_equal(_counts_by_boundary(delta, n, 360), _counts_by_position(delta, n, 360))
+
+@pytest.mark.parametrize("n,bins", [(40_000, 360), (123_457, 360), (65_536, 7), (50_001, 1000)])
+def test_block_counts_equal_binning_every_position(n, bins):
+    # past _BY_POSITION the counts come from sorted blocks; they must equal the per-position reference exactly,
+    # for fast pairs, pairs near one bin per position (0.0174 rad) and pairs with few turns
+    rng = np.random.default_rng(n)
+    theta = np.concatenate([LLAMA2.inv_freq()[::7], [1e-3, 5e-3, 0.0174, 2 * np.pi / bins, 3.1], rng.uniform(0, 7, 4)])
+    delta = turns_fixed_point(theta)
+    assert n > _BY_POSITION and n % math.isqrt(n * bins)  # input sanity: block path, with a remainder
+    np.testing.assert_array_equal(angle_counts(theta, n, bins), binned_one_by_one(delta, n, bins))
+
+
+@pytest.mark.parametrize("bins", [2, 7, 90, 360, 1000, 4099])
+def test_bin_edges_are_where_each_bin_starts(bins):
+    edges = bin_edges(bins)
+    assert edges.shape == (bins - 1,)
+    def bin_at(turns):
+        return ((turns >> np.uint64(11)).astype(np.float64) * (bins / 2.0**53)).astype(np.int64)
+    np.testing.assert_array_equal(bin_at(edges), np.arange(1, bins))
+    np.testing.assert_array_equal(bin_at(edges - np.uint64(1)), np.arange(0, bins - 1))
+
+
+@pytest.mark.parametrize("case", PINNED, ids=lambda c: f"{c['preset']}-{c['n']}-{c['bins']}-{c['scale']}")
+def test_counts_equal_those_pinned_before_the_block_counts(case):
+    # sha256 of the counts the per-position / per-boundary code (commit 8cd94a6) gave, tests/fixtures
+    counts = angle_counts(RopeSpec.preset(case["preset"]).inv_freq() / case["scale"], case["n"], case["bins"])
+    assert hashlib.sha256(counts.astype("<i8").tobytes()).hexdigest() == case["sha256"]
 
 
 def test_float32_mode_reproduces_release_loop():

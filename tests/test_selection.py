@@ -1,6 +1,8 @@
 """ropelab's own selection methods beside DPRoPE: the turns-guarded variant (and, below, the others)."""
 
 import itertools
+import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,6 +103,20 @@ def test_continuous_bad_input(options, match):
     with pytest.raises(ValueError, match=match) as err:
         make_plan("dprope_continuous", LLAMA2, 16384, **options)
     assert "\n" not in str(err.value)
+
+
+PINNED = json.loads((Path(__file__).parent / "fixtures" / "pinned_selection.json").read_text())["plans"]
+SLOW_PINS = {("dprope_continuous", 1 << 20)}  # about 1 s each on one thread
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=[pytest.mark.slow] * ((c["method"], c["target"]) in SLOW_PINS),
+                                               id=f"{c['method']}-{c['preset']}-{c['target']}-{c['options']}")
+                                  for c in PINNED])
+def test_selection_equals_plans_pinned_before_the_block_histograms(case):
+    # factors and per-pair D bit for bit as the per-position histograms gave them (commit 8cd94a6), tests/fixtures
+    plan = make_plan(case["method"], RopeSpec.preset(case["preset"]), case["target"], **case["options"])
+    assert [f.hex() for f in plan.factors] == case["factors"]
+    assert [d.hex() for d in plan.disturbance_per_pair] == case["disturbance_per_pair"]
 
 
 # --- per-pair choice among candidate strategies -------------------------------------------------------------------
