@@ -406,6 +406,12 @@ def dprope_continuous(spec: RopeSpec, target_length: int, scoring: Scoring, poin
     than ``beta`` turns in L are kept at factor 1 and not searched (their D is lattice noise; see dprope_robust);
     ``beta=None`` searches every pair.
 
+    Tolerance: the bracket spans two grid steps and each golden-section step keeps 0.618 of it, so the factor is
+    located to within a ratio exp(2 ln(max/min) / (points-1) * 0.618^refine) of the bracketed minimum: by default
+    exp(0.0139 ln s), 1% at s = 2 and 8% at s = 256. D^i is not unimodal in the factor (its lattice wiggles), so
+    the grid picks the basin and the refinement only a point inside it. Cost: points + 2 + refine exact
+    histograms of the searched pairs over L' (17 by default; at 1M positions ~0.1 s each on one thread).
+
     Args:
         points: grid points per pair, both bounds included (>= 2).
         refine: golden-section steps inside the best grid bracket (>= 0).
