@@ -50,8 +50,10 @@ def angle_counts(inv_freq: np.ndarray, n: int, bins: int = 360) -> np.ndarray:
     delta = turns_fixed_point(inv_freq)  # (P,)
     counts = np.zeros((delta.size, bins), dtype=np.int64)
     # 0.999, not 1: leaves room for float rounding in the boundary estimate below
-    slow = delta.astype(np.float64) * (bins / 2.0**64) < 0.999
-    fast = ~slow
+    zero = delta == 0  # p-RoPE's unrotated pairs: angle 0 at every position
+    counts[zero, 0] = n
+    slow = (delta.astype(np.float64) * (bins / 2.0**64) < 0.999) & ~zero
+    fast = ~slow & ~zero
     if fast.any():
         counts[fast] = _counts_by_position(delta[fast], n, bins)
     if slow.any():

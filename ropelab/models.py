@@ -138,7 +138,8 @@ RANDOM_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gemma
 def random_model(family: str = "llama", *, original_length: int = 64, seed: int = 0, **overrides: Any) -> Any:
     """A tiny randomly initialised causal LM of ``family`` (2 layers, head_dim 16, vocab 128), in eval mode.
 
-    ``gemma3`` has per-layer-type RoPE and ``gpt2`` no RoPE: the cases ``apply_plan`` refuses.
+    ``gemma3`` has per-layer-type RoPE (a sliding then a full-attention layer: theta 1e4 and 1e6) and ``gpt2`` no
+    RoPE.
     """
     import transformers
 
@@ -155,7 +156,7 @@ def random_model(family: str = "llama", *, original_length: int = 64, seed: int 
         "qwen3": ("Qwen3Config", {}),
         "phi3": ("Phi3Config", {"original_max_position_embeddings": original_length}),
         "gemma": ("GemmaConfig", {}),
-        "gemma3": ("Gemma3TextConfig", {"sliding_window": 16}),
+        "gemma3": ("Gemma3TextConfig", {"sliding_window": 16, "layer_types": ["sliding_attention", "full_attention"]}),
         "gpt2": ("GPT2Config", {"n_positions": original_length, "n_embd": 64, "n_layer": 2, "n_head": 4}),
     }[family]
     if family == "gpt2":
