@@ -35,7 +35,7 @@ import torch
 
 from ropelab.gguf import static_plan_check
 from ropelab.methods import native_rope_parameters
-from ropelab.plan import RopePlan
+from ropelab.plan import RopePlan, max_relative_error
 from ropelab.spec import RopeSpec, check_layer_type, rope_layer_types
 
 # rope types every consumer reads (``default``) or that have no static per-pair form (``dynamic``)
@@ -186,11 +186,9 @@ def check_frequencies(model: torch.nn.Module, plan: RopePlan, rtol: float = 2e-6
     target length (dynamic NTK: at its evaluation length), in the plan's layer type."""
     seq_len = int(plan.options.get("length") or plan.target_length) if plan.method == "dynamic_ntk" else None
     inv_freq, attention = model_frequencies(model, seq_len or plan.target_length, plan.spec.layer_type)
-    if inv_freq.shape != plan.inv_freq.shape or not np.allclose(inv_freq, plan.inv_freq, rtol=rtol, atol=0):
-        worst = None
-        if inv_freq.shape == plan.inv_freq.shape:
-            worst = np.max(np.abs(inv_freq - plan.inv_freq) / np.where(plan.inv_freq > 0, plan.inv_freq, 1))
-        raise RuntimeError(f"model frequencies differ from the {plan.method} plan (max relative error {worst})")
+    worst = max_relative_error(inv_freq, plan.inv_freq)
+    if not worst <= rtol:
+        raise RuntimeError(f"model frequencies differ from the {plan.method} plan (max relative error {worst:.3g})")
     if not math.isclose(attention, plan.attention_factor, rel_tol=1e-6):
         raise RuntimeError(f"model attention factor {attention} differs from the plan's {plan.attention_factor}")
 
@@ -209,7 +207,8 @@ def _accepted_parameters(config: Any, plan: RopePlan, old_params: dict[str, Any]
         )
     static = {**keep, **rope_parameters(plan, native=False)}
     if not _config_accepts(config, static, plan):
-        raise ValueError(f"{model_type} accepts neither rope_type {native['rope_type']!r} nor 'longrope'")
+        tried = " nor ".join(repr(t) for t in dict.fromkeys((native["rope_type"], "longrope")))
+        raise ValueError(f"{model_type} accepts no form of the {plan.method} plan: neither rope_type {tried}")
     return static
 
 
@@ -220,7 +219,7 @@ def _config_accepts(config: Any, params: dict[str, Any], plan: RopePlan) -> bool
     candidate.max_position_embeddings = plan.target_length
     try:
         candidate.validate_rope()
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RuntimeError):  # Gemma 4: its head size is ambiguous to longrope
         return False
     return True
 

@@ -60,7 +60,11 @@ def reference_distribution(spec: RopeSpec, scoring: Scoring) -> np.ndarray:
 
 def disturbance_per_pair(spec: RopeSpec, inv_freq: np.ndarray, target_length: int, scoring: Scoring,
                          reference: np.ndarray | None = None) -> np.ndarray:
-    """D^i = divergence(P_L^i || P_L'^i) for frequencies ``inv_freq`` used over m < L' (DPRoPE eq. 8), (d/2,)."""
+    """D^i = divergence(P_L^i || P_L'^i) for frequencies ``inv_freq`` used over m < L' (DPRoPE eq. 8), (d/2,).
+
+    A zero frequency (p-RoPE's unrotated pairs) has angle 0 at every position, at L as at L': D = 0 exactly (the
+    smoothed histograms of different lengths would otherwise differ by their smoothing alone).
+    """
     if reference is None:
         reference = reference_distribution(spec, scoring)
     extended = angle_distribution(inv_freq, target_length, scoring.bins, scoring.precision)
@@ -70,8 +74,10 @@ def disturbance_per_pair(spec: RopeSpec, inv_freq: np.ndarray, target_length: in
 
         p, q = torch.from_numpy(reference).float(), torch.from_numpy(extended).float()
         per_bin_mean = torch.nn.functional.kl_div(q.log(), p, reduction="none").mean(dim=-1)
-        return per_bin_mean.double().numpy() * scoring.bins
-    return get_divergence(scoring.metric)(reference, extended)
+        divergence = per_bin_mean.double().numpy() * scoring.bins
+    else:
+        divergence = get_divergence(scoring.metric)(reference, extended)
+    return np.where(np.asarray(inv_freq) == 0, 0.0, divergence)
 
 
 # --- the registry -----------------------------------------------------------------------------------------------

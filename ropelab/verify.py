@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ropelab.plan import RopePlan
+from ropelab.plan import RopePlan, max_relative_error
 
 RTOL = 1e-5  # float32 runtimes: llama.cpp builds base^(-2i/d) by repeated float32 products (~1e-6 relative)
 
@@ -110,7 +110,7 @@ def _check(runtime: str, plan: RopePlan, length: int, inv_freq: np.ndarray | Non
     want, want_attention = expected(plan, length)
     error = None
     if inv_freq is not None:
-        error = float(np.max(np.abs(inv_freq / want - 1))) if inv_freq.shape == want.shape else float("inf")
+        error = max_relative_error(inv_freq, want)
     return Check(runtime, length, factors, error, attention, float(want_attention), note, required)
 
 
