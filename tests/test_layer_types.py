@@ -172,3 +172,28 @@ def test_gemma4_p_rope_takes_its_native_type_but_no_per_pair_plan():
     model = AutoModelForCausalLM.from_config(copy.deepcopy(gemma4_config())).eval()
     with pytest.raises(ValueError, match="gemma4_text accepts no form of the dprope plan"):
         apply_plan(model, make_plan("dprope", spec, TARGET))
+
+
+# --- the command line -----------------------------------------------------------------------------------------
+
+
+def test_cli_plans_and_extends_the_full_attention_layers_by_default(tmp_path, capsys):
+    from ropelab.cli import main
+    from ropelab.models import word_tokenizer
+
+    model = random_model("gemma3", original_length=ORIGINAL)
+    model.save_pretrained(tmp_path / "gemma3")
+    word_tokenizer().save_pretrained(tmp_path / "gemma3")
+    assert main(["plan", "--model", str(tmp_path / "gemma3"), "--method", "dprope", "--target-length", str(TARGET),
+                 "--out", str(tmp_path / "plan.json")]) == 0
+    assert "full_attention layers (the others keep their RoPE)" in capsys.readouterr().out
+    assert RopePlan.load(tmp_path / "plan.json").spec.layer_type == "full_attention"
+    assert main(["extend", "--model", str(tmp_path / "gemma3"), "--method", "yarn", "--target-length", str(TARGET),
+                 "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "rope_type yarn in the full_attention layers" in out and "tokens: pass" in out
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    assert reloaded.config.rope_parameters["sliding_attention"] == model.config.rope_parameters["sliding_attention"]
+    assert main(["plan", "--model", str(tmp_path / "gemma3"), "--layer-type", "sliding_attention", "--method", "pi",
+                 "--target-length", str(TARGET), "--json"]) == 0
+    assert '"layer_type": "sliding_attention"' in capsys.readouterr().out
