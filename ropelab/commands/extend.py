@@ -31,8 +31,8 @@ def run(args: argparse.Namespace) -> int:
     from ropelab.export import export_checkpoint
     from ropelab.files import check_output_path
     from ropelab.gguf import check_output, convert_checkpoint, find_converter, gguf_arch
-    from ropelab.methods import METHODS, make_plan
     from ropelab.hf import layer_rope_parameters, text_config
+    from ropelab.methods import METHODS, make_plan
     from ropelab.models import load_model
     from ropelab.spec import RopeSpec, default_layer_type
     from ropelab.verify import verify_folder, verify_gguf
