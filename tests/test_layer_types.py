@@ -197,3 +197,19 @@ def test_cli_plans_and_extends_the_full_attention_layers_by_default(tmp_path, ca
     assert main(["plan", "--model", str(tmp_path / "gemma3"), "--layer-type", "sliding_attention", "--method", "pi",
                  "--target-length", str(TARGET), "--json"]) == 0
     assert '"layer_type": "sliding_attention"' in capsys.readouterr().out
+
+
+def test_apply_plan_catches_a_change_to_the_kept_layer_types(monkeypatch):
+    import ropelab.hf
+
+    real = ropelab.hf._with_layer
+
+    def leaky(config, layer_type, params):  # a bug that also rewrites the sliding layers' RoPE
+        out = real(config, layer_type, params)
+        return {**out, "sliding_attention": {**out["sliding_attention"], "rope_theta": 2e4}}
+
+    monkeypatch.setattr(ropelab.hf, "_with_layer", leaky)
+    model = random_model("gemma3", original_length=ORIGINAL)
+    plan = make_plan("pi", RopeSpec.from_hf_config(model.config, layer_type="full_attention"), TARGET)
+    with pytest.raises(RuntimeError, match="changed the sliding_attention layers' frequencies"):
+        apply_plan(model, plan)
