@@ -134,7 +134,13 @@ class RopeSpec:
         return min(dims, 2 * self.n_rotated_pairs)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields; ``proportional`` and ``layer_type`` only when set, so a plan made before they existed (and
+        every cache key over one: training runs, zero-shot results) reads and hashes as it did."""
+        data = asdict(self)
+        for name, default in (("proportional", False), ("layer_type", None)):
+            if data[name] == default:
+                del data[name]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RopeSpec:

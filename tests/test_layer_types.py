@@ -87,6 +87,7 @@ def test_spec_and_plan_round_trip_with_the_new_fields():
     assert RopePlan.from_json(plan.to_json()) == plan
     old = {"theta": 1e4, "head_dim": 16, "original_length": 64, "partial_rotary_factor": 1.0}  # a pre-p-RoPE file
     assert RopeSpec.from_dict(old) == RopeSpec(1e4, 16, 64)
+    assert RopeSpec(1e4, 16, 64).to_dict() == old  # unchanged: cache keys over older plans still hit
 
 
 # --- per-layer-type: choosing the layer type --------------------------------------------------------------------
