@@ -2,7 +2,8 @@
 
 The folder holds what ``save_pretrained`` writes (safetensors weights, ``config.json`` whose ``rope_parameters``
 describe the plan in a native transformers type, generation config, tokenizer) plus ``ropelab_plan.json``, the
-plan itself. Writing is atomic (a temporary folder beside ``out_dir``, renamed at the end) and deterministic: the
+plan itself. A per-layer-type model (Gemma 3) is written with per-layer-type ``rope_parameters``: the plan's layer
+type extended, the others as they were. Writing is atomic (a temporary folder beside ``out_dir``, renamed at the end) and deterministic: the
 same model and plan give byte-identical files.
 """
 
@@ -14,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ropelab.hf import apply_plan, rope_parameters, text_config
+from ropelab.hf import apply_plan, layer_rope_parameters, rope_parameters, text_config
 from ropelab.plan import RopePlan
 
 PLAN_FILE = "ropelab_plan.json"
@@ -64,7 +65,7 @@ def publish_permissions(folder: Path) -> None:
 
 def _carries(model: Any, plan: RopePlan) -> bool:
     """Whether ``model``'s config already holds ``plan`` (apply_plan was called)."""
-    params = dict(getattr(text_config(model), "rope_parameters", None) or {})
+    params = layer_rope_parameters(text_config(model), plan.spec.layer_type)
     params.pop("partial_rotary_factor", None)
     wanted = [rope_parameters(plan), rope_parameters(plan, native=False)]
     for want in wanted:

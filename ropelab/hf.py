@@ -10,7 +10,14 @@ Mapping (transformers v5 ``ROPE_INIT_FUNCTIONS``), recorded per method in the re
     none -> default; every other method (dprope and its variants, longrope) -> longrope with short_factor =
     long_factor = factors and an explicit attention_factor (1 for DPRoPE: no temperature). A plan with an attention
     temperature its native type cannot carry, and model classes that accept only default/longrope (Phi-3), get
-    the same frequencies as longrope.
+    the same frequencies as longrope. A p-RoPE plan (``proportional``) keeps that type for none, pi (its
+    ``factor``) and ntk (its ``rope_theta``); every other method is longrope over the whole head with an infinite
+    factor, that is frequency 0, for each unrotated pair (JSON ``Infinity``, which Python's json reads).
+
+Per-layer-type RoPE (Gemma 3: ``config.rope_parameters = {"full_attention": {...}, "sliding_attention": {...}}``):
+a plan is for one layer type (``plan.spec.layer_type``); ``apply_plan`` rewrites that entry only, and checks that the
+other layer types' frequencies are unchanged. Extending the full-attention layers and keeping the sliding ones is
+what Gemma 3 itself does for 128k (its linear factor 8 is on ``full_attention`` only).
 
 Serving (docs/serving.md): ``vllm_hf_overrides`` (vLLM's longrope reads short/long_mscale, not
 attention_factor); llama.cpp's GGUF is written by ``ropelab.gguf``.
@@ -28,8 +35,8 @@ import torch
 
 from ropelab.gguf import static_plan_check
 from ropelab.methods import native_rope_parameters
-from ropelab.plan import RopePlan
-from ropelab.spec import RopeSpec
+from ropelab.plan import RopePlan, max_relative_error
+from ropelab.spec import RopeSpec, check_layer_type, rope_layer_types
 
 # rope types every consumer reads (``default``) or that have no static per-pair form (``dynamic``)
 ALWAYS_NATIVE = ("default", "dynamic")
@@ -50,13 +57,20 @@ def rope_parameters(plan: RopePlan, native: bool = True) -> dict[str, Any]:
     own = native_rope_parameters(plan)
     if own is not None and (native or own["rope_type"] in ALWAYS_NATIVE):
         params.update(own)
-    else:  # any static per-pair plan
-        params.update(
-            rope_type="longrope", factor=plan.scale, original_max_position_embeddings=spec.original_length,
-            long_factor=[float(f) for f in plan.factors],
-            short_factor=[float(f) for f in plan.details.get("short_factors", plan.factors)],
-            attention_factor=plan.attention_factor,
-        )
+        return params
+    # any static per-pair plan; p-RoPE: over the whole head (no partial_rotary_factor), unrotated pairs at factor inf
+    rotated = spec.inv_freq() > 0  # (d/2,)
+    if spec.proportional:
+        params.pop("partial_rotary_factor", None)
+
+    def per_pair(factors: Any) -> list[float]:
+        return [float(f) if r else math.inf for f, r in zip(factors, rotated)]
+
+    params.update(
+        rope_type="longrope", factor=plan.scale, original_max_position_embeddings=spec.original_length,
+        long_factor=per_pair(plan.factors), short_factor=per_pair(plan.details.get("short_factors", plan.factors)),
+        attention_factor=plan.attention_factor,
+    )
     return params
 
 
@@ -67,8 +81,18 @@ def text_config(model: Any) -> Any:
 
 
 def rotary_modules(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """Rotary embedding modules of ``model`` (those with an ``inv_freq`` buffer)."""
-    return [m for m in model.modules() if isinstance(getattr(m, "inv_freq", None), torch.Tensor)]
+    """Rotary embedding modules of ``model``: those with an ``inv_freq`` buffer, or ``{layer_type}_inv_freq`` ones
+    (Gemma 3's single module for every layer type)."""
+    def rotary(module: torch.nn.Module) -> bool:
+        return any(name == "inv_freq" or name.endswith("_inv_freq") for name, _ in module.named_buffers(recurse=False))
+
+    return [m for m in model.modules() if rotary(m)]
+
+
+def layer_rope_parameters(config: Any, layer_type: str | None) -> dict[str, Any]:
+    """``config.rope_parameters``, or its ``layer_type`` entry for per-layer-type RoPE."""
+    params = dict(getattr(config, "rope_parameters", None) or {})
+    return dict(params.get(layer_type) or {}) if layer_type is not None else params
 
 
 def apply_plan(model: torch.nn.Module, plan: RopePlan) -> torch.nn.Module:
@@ -80,30 +104,42 @@ def apply_plan(model: torch.nn.Module, plan: RopePlan) -> torch.nn.Module:
     (float32 tolerance). Dynamic NTK is checked at the plan's evaluation length: its frequencies follow the
     sequence length, so the in-memory ``inv_freq`` is the original one until a longer input arrives.
 
+    A per-layer-type model (Gemma 3) takes a plan made for one of its layer types (``plan.spec.layer_type``, from
+    ``RopeSpec.from_hf_config(config, layer_type=...)``); the other layer types keep their RoPE, checked exactly.
+
     Raises:
-        ValueError: the model has no RoPE, uses per-layer-type RoPE (Gemma 3: one theta for sliding and one for
-            full attention layers: a plan is made for one of them), the plan was made for a different RoPE
-            (theta, head size, rotary fraction or window), or the model class cannot express the plan.
+        ValueError: the model has no RoPE, uses per-layer-type RoPE and the plan names no layer type (or one it
+            lacks), the plan was made for a different RoPE (theta, head size, rotary fraction or window), or the
+            model class cannot express the plan.
     Warns:
-        UserWarning: sliding-window attention shorter than the target length (Mistral v0.1, Gemma 2): those layers
-            never see the long distances the plan is made for; the plan is applied to every layer all the same.
+        UserWarning: sliding-window attention shorter than the target length (Mistral v0.1, Gemma 2) in layers the
+            plan applies to: they never see the long distances the plan is made for; it is applied all the same.
     """
     config = text_config(model)
-    old_params = getattr(config, "rope_parameters", None) or {}
-    if old_params and all(isinstance(v, dict) for v in old_params.values()):
-        raise ValueError(
-            f"{type(model).__name__} uses per-layer-type RoPE ({', '.join(sorted(old_params))}) with different "
-            "frequencies per layer type; ropelab does not guess which layers a plan is for"
-        )
     modules = rotary_modules(model)
     if not modules:
         raise ValueError(f"model {type(model).__name__} has no rotary embedding: ropelab extends RoPE models only")
-    model_spec = RopeSpec.from_hf_config(config)
+    layer_type, types = plan.spec.layer_type, rope_layer_types(config)
+    if types and layer_type is None:
+        raise ValueError(
+            f"{type(model).__name__} uses per-layer-type RoPE ({', '.join(types)}) with different frequencies per "
+            "layer type; make the plan for one of them (RopeSpec.from_hf_config(config, layer_type=...))"
+        )
+    if layer_type is not None and types:
+        check_layer_type(layer_type, types)
+        if layer_type not in (getattr(config, "layer_types", None) or [layer_type]):
+            raise ValueError(f"{type(model).__name__} has no {layer_type} layers (layer_types: "
+                             f"{', '.join(sorted(set(config.layer_types)))})")
+    model_spec = RopeSpec.from_hf_config(config, layer_type=layer_type)
     if model_spec != plan.spec:
         raise ValueError(f"plan was made for {plan.spec} but the model has {model_spec}")
-    _warn_sliding_window(config, plan)
-    params = _accepted_parameters(config, plan, old_params)
-    config.rope_parameters = params
+    if layer_type is None or "sliding" in layer_type:
+        _warn_sliding_window(config, plan)
+    used = set(getattr(config, "layer_types", None) or types)
+    kept = {other: model_frequencies(model, plan.target_length, other) for other in types
+            if other != layer_type and other in used}
+    params = _accepted_parameters(config, plan, layer_rope_parameters(config, layer_type))
+    config.rope_parameters = _with_layer(config, layer_type, params)
     if plan.method == "dynamic_ntk":
         config.max_position_embeddings = plan.spec.original_length  # transformers' dynamic NTK reads L from here
     else:
@@ -113,39 +149,54 @@ def apply_plan(model: torch.nn.Module, plan: RopePlan) -> torch.nn.Module:
     for module in modules:
         _rebuild_rotary(module, config)
     check_frequencies(model, plan)
+    for other, (inv_freq, attention) in kept.items():
+        now, now_attention = model_frequencies(model, plan.target_length, other)
+        if not (np.array_equal(now, inv_freq) and now_attention == attention):
+            raise RuntimeError(f"applying the {layer_type} plan changed the {other} layers' frequencies")
     return model
 
 
-def model_frequencies(model: torch.nn.Module, seq_len: int) -> tuple[np.ndarray, float]:
-    """``(inv_freq, attention_scaling)`` that ``model``'s rotary embedding uses for a ``seq_len``-token input.
+def _with_layer(config: Any, layer_type: str | None, params: dict[str, Any]) -> dict[str, Any]:
+    """The whole ``rope_parameters`` with ``params`` for ``layer_type`` (all of it when None)."""
+    if layer_type is None:
+        return params
+    return {**copy.deepcopy(dict(config.rope_parameters)), layer_type: params}
+
+
+def model_frequencies(model: torch.nn.Module, seq_len: int, layer_type: str | None = None) -> tuple[np.ndarray, float]:
+    """``(inv_freq, attention_scaling)`` that ``model``'s rotary embedding uses for a ``seq_len``-token input (in
+    the layers of ``layer_type``, for per-layer-type RoPE).
 
     Read from the live module after a ``seq_len``-position forward of it (which makes longrope switch factor sets
     and dynamic NTK rescale, as in a real forward), not recomputed from the config: a module whose buffers or
     ``attention_scaling`` disagree with its config is caught.
     """
     module = rotary_modules(model)[0]
-    position_ids = torch.arange(seq_len, device=module.inv_freq.device)[None]  # (1, T)
+    prefix, kwargs = (f"{layer_type}_", {"layer_type": layer_type}) if layer_type is not None else ("", {})
+    device = getattr(module, f"{prefix}inv_freq").device
+    position_ids = torch.arange(seq_len, device=device)[None]  # (1, T)
     with torch.no_grad():
-        module(torch.zeros(1, dtype=torch.float32, device=module.inv_freq.device), position_ids)
-    return module.inv_freq.detach().double().cpu().numpy(), float(module.attention_scaling)
+        module(torch.zeros(1, dtype=torch.float32, device=device), position_ids, **kwargs)
+    inv_freq = getattr(module, f"{prefix}inv_freq")
+    return inv_freq.detach().double().cpu().numpy(), float(getattr(module, f"{prefix}attention_scaling"))
 
 
 def check_frequencies(model: torch.nn.Module, plan: RopePlan, rtol: float = 2e-6) -> None:
     """Raise RuntimeError unless ``model``'s rotary module uses ``plan``'s frequencies and attention factor at its
-    target length (dynamic NTK: at its evaluation length)."""
+    target length (dynamic NTK: at its evaluation length), in the plan's layer type."""
     seq_len = int(plan.options.get("length") or plan.target_length) if plan.method == "dynamic_ntk" else None
-    inv_freq, attention = model_frequencies(model, seq_len or plan.target_length)
-    if inv_freq.shape != plan.inv_freq.shape or not np.allclose(inv_freq, plan.inv_freq, rtol=rtol, atol=0):
-        worst = np.max(np.abs(inv_freq / plan.inv_freq - 1)) if inv_freq.shape == plan.inv_freq.shape else None
-        raise RuntimeError(f"model frequencies differ from the {plan.method} plan (max relative error {worst})")
+    inv_freq, attention = model_frequencies(model, seq_len or plan.target_length, plan.spec.layer_type)
+    worst = max_relative_error(inv_freq, plan.inv_freq)
+    if not worst <= rtol:
+        raise RuntimeError(f"model frequencies differ from the {plan.method} plan (max relative error {worst:.3g})")
     if not math.isclose(attention, plan.attention_factor, rel_tol=1e-6):
         raise RuntimeError(f"model attention factor {attention} differs from the plan's {plan.attention_factor}")
 
 
 def _accepted_parameters(config: Any, plan: RopePlan, old_params: dict[str, Any]) -> dict[str, Any]:
     """The plan's native rope_parameters, or its longrope form where the config class refuses the native type."""
-    keep = {k: old_params[k] for k in ("partial_rotary_factor",) if k in old_params}  # Phi-3 requires the key
-    native = {**keep, **rope_parameters(plan)}
+    keep = {k: old_params[k] for k in ("partial_rotary_factor",) if k in old_params and not plan.spec.proportional}
+    native = {**keep, **rope_parameters(plan)}  # keep: Phi-3 requires the key
     if _config_accepts(config, native, plan):
         return native
     model_type = getattr(config, "model_type", type(config).__name__)
@@ -156,18 +207,19 @@ def _accepted_parameters(config: Any, plan: RopePlan, old_params: dict[str, Any]
         )
     static = {**keep, **rope_parameters(plan, native=False)}
     if not _config_accepts(config, static, plan):
-        raise ValueError(f"{model_type} accepts neither rope_type {native['rope_type']!r} nor 'longrope'")
+        tried = " nor ".join(repr(t) for t in dict.fromkeys((native["rope_type"], "longrope")))
+        raise ValueError(f"{model_type} accepts no form of the {plan.method} plan: neither rope_type {tried}")
     return static
 
 
 def _config_accepts(config: Any, params: dict[str, Any], plan: RopePlan) -> bool:
     """Whether ``config``'s class validates ``params`` (as it will when the checkpoint is reloaded)."""
     candidate = copy.deepcopy(config)
-    candidate.rope_parameters = copy.deepcopy(params)
+    candidate.rope_parameters = _with_layer(config, plan.spec.layer_type, copy.deepcopy(params))
     candidate.max_position_embeddings = plan.target_length
     try:
         candidate.validate_rope()
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RuntimeError):  # Gemma 4: its head size is ambiguous to longrope
         return False
     return True
 
@@ -187,17 +239,18 @@ def _warn_sliding_window(config: Any, plan: RopePlan) -> None:
 
 
 def _rebuild_rotary(module: torch.nn.Module, config: Any) -> None:
-    """Let transformers recompute the module's frequencies from the new config; copy them in place."""
+    """Let transformers recompute the module's frequencies from the new config; copy them in place (every buffer
+    and plain attribute: ``inv_freq`` or Gemma 3's ``{layer_type}_inv_freq``, attention scaling, rope types)."""
     fresh = type(module)(config=config)
-    device = module.inv_freq.device
-    for name in ("inv_freq", "original_inv_freq"):
-        if hasattr(fresh, name):
-            setattr(module, name, getattr(fresh, name).to(device))
-    for name in ("attention_scaling", "rope_type", "max_seq_len_cached", "original_max_seq_len", "config"):
-        if hasattr(fresh, name):
-            setattr(module, name, getattr(fresh, name))
-    if hasattr(module, "long_inv_freq"):
-        del module.long_inv_freq  # transformers caches longrope's long frequencies lazily
+    buffers = dict(module.named_buffers(recurse=False))
+    device = next(iter(buffers.values())).device
+    for name, value in fresh.named_buffers(recurse=False):
+        setattr(module, name, value.to(device))
+    for name, value in vars(fresh).items():
+        if not name.startswith("_") and name != "training":
+            setattr(module, name, value)
+    for name in [n for n in vars(module) if n.endswith("long_inv_freq") and n not in vars(fresh)]:
+        delattr(module, name)  # transformers caches longrope's long frequencies lazily
 
 
 # --- serving: vLLM ---------------------------------------------------------------------------------------------------
@@ -213,6 +266,9 @@ def vllm_hf_overrides(plan: RopePlan, rope_key: str = "rope_parameters") -> dict
     builds on transformers v4.
     """
     static_plan_check(plan, "vLLM")
+    if plan.spec.layer_type is not None:
+        raise ValueError(f"vLLM overrides for per-layer-type RoPE (a {plan.spec.layer_type} plan) are not modelled: "
+                         "serve the exported folder's config.json as it is")
     if rope_key not in ("rope_parameters", "rope_scaling"):
         raise ValueError(f"rope_key must be 'rope_parameters' or 'rope_scaling', got {rope_key!r}")
     params = rope_parameters(plan, native=False)

@@ -60,7 +60,11 @@ def reference_distribution(spec: RopeSpec, scoring: Scoring) -> np.ndarray:
 
 def disturbance_per_pair(spec: RopeSpec, inv_freq: np.ndarray, target_length: int, scoring: Scoring,
                          reference: np.ndarray | None = None) -> np.ndarray:
-    """D^i = divergence(P_L^i || P_L'^i) for frequencies ``inv_freq`` used over m < L' (DPRoPE eq. 8), (d/2,)."""
+    """D^i = divergence(P_L^i || P_L'^i) for frequencies ``inv_freq`` used over m < L' (DPRoPE eq. 8), (d/2,).
+
+    A zero frequency (p-RoPE's unrotated pairs) has angle 0 at every position, at L as at L': D = 0 exactly (the
+    smoothed histograms of different lengths would otherwise differ by their smoothing alone).
+    """
     if reference is None:
         reference = reference_distribution(spec, scoring)
     extended = angle_distribution(inv_freq, target_length, scoring.bins, scoring.precision)
@@ -70,8 +74,10 @@ def disturbance_per_pair(spec: RopeSpec, inv_freq: np.ndarray, target_length: in
 
         p, q = torch.from_numpy(reference).float(), torch.from_numpy(extended).float()
         per_bin_mean = torch.nn.functional.kl_div(q.log(), p, reduction="none").mean(dim=-1)
-        return per_bin_mean.double().numpy() * scoring.bins
-    return get_divergence(scoring.metric)(reference, extended)
+        divergence = per_bin_mean.double().numpy() * scoring.bins
+    else:
+        divergence = get_divergence(scoring.metric)(reference, extended)
+    return np.where(np.asarray(inv_freq) == 0, 0.0, divergence)
 
 
 # --- the registry -----------------------------------------------------------------------------------------------
@@ -150,13 +156,21 @@ def option_value(plan: RopePlan, name: str) -> Any:
 
 def native_rope_parameters(plan: RopePlan) -> dict[str, Any] | None:
     """The rope type (and its keys) of ``plan``'s method as transformers computes it, or None where it has none or
-    cannot carry the plan's attention factor (only yarn and longrope take one)."""
+    cannot carry the plan's attention factor (only yarn and longrope take one).
+
+    p-RoPE: transformers' ``proportional`` type takes ``rope_theta`` and a ``factor`` dividing every pair, so it
+    carries none, pi and ntk (the registry's ``default``/``linear`` forms); other methods have no native p-RoPE form.
+    """
     _check_method(plan.method)
     if plan.method not in _NATIVE:
         return None
     params = _NATIVE[plan.method](plan)
     if "attention_factor" not in params and not math.isclose(plan.attention_factor, 1.0, rel_tol=1e-12):
         return None
+    if plan.spec.proportional:
+        if params["rope_type"] not in ("default", "linear"):
+            return None
+        params = {**params, "rope_type": "proportional", "partial_rotary_factor": plan.spec.partial_rotary_factor}
     return params
 
 
@@ -526,7 +540,8 @@ def make_plan(method: str, spec: RopeSpec, target_length: int, *, bins: int = 36
     if attention_temperature is not None:
         attention = _temperature(attention_temperature, method, target_length / spec.original_length, options)
         options = {**options, "attention_temperature": attention_temperature}
-    factors = np.asarray(ext.factors, dtype=np.float64)
+    # p-RoPE's unrotated pairs (frequency 0) are the same at any factor: 1, so no method reports them interpolated
+    factors = np.where(spec.inv_freq(precision) > 0, np.asarray(ext.factors, dtype=np.float64), 1.0)
     per_pair = ext.disturbance_per_pair
     if per_pair is None:
         per_pair = disturbance_per_pair(spec, spec.inv_freq(precision) / factors, target_length, scoring)
@@ -609,8 +624,10 @@ def _factor(factor: float | None, target_length: int, spec: RopeSpec) -> float:
 
 def _from_base(spec: RopeSpec, new_base: float, scoring: Scoring) -> Extension:
     d = spec.rotary_dim
-    new_inv = new_base ** (-np.arange(0, d, 2, dtype=np.float64) / d)
-    return Extension(spec.inv_freq(scoring.precision) / new_inv, details={"base": new_base})
+    new_inv = new_base ** (-np.arange(0, d, 2, dtype=np.float64) / d)  # (d/2,)
+    base = spec.inv_freq(scoring.precision)
+    factors = np.divide(base, new_inv, out=np.ones_like(base), where=base > 0)  # p-RoPE's zero pairs: 1
+    return Extension(factors, details={"base": new_base})
 
 
 def _pair_factors(name: str, values: Sequence[float], spec: RopeSpec) -> np.ndarray:

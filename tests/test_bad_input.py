@@ -91,6 +91,11 @@ CASES = [
                  "list.json' must hold a JSON object", id="plan-json-list"),
     pytest.param(["plan", "--preset", "llama2-7b", "--method", "yarn", "--target-length", "8192",
                   "--attention-factor", "-1"], "attention_factor must be positive", id="plan-attention"),
+    pytest.param(["plan", "--model", "{root}/gemma3", "--layer-type", "nope", "--method", "pi", "--target-length",
+                  "128"], "unknown layer_type 'nope'; allowed: full_attention, sliding_attention", id="plan-layer-type"),
+    pytest.param(["plan", "--model", "{root}/llama", "--layer-type", "full_attention", "--method", "pi",
+                  "--target-length", "128"], "layer_type 'full_attention' given but the config has one RoPE",
+                 id="plan-layer-type-single-rope"),
     # extend
     pytest.param(["extend", "--model", "{root}/llama", "--method", "pi", "--target-length", "128",
                   "--out", "{root}/a-file"], "is a file, not a folder", id="extend-out-file"),
@@ -106,6 +111,9 @@ CASES = [
                   "--out", "{out}"], "noweights", id="extend-noweights"),
     pytest.param(["extend", "--model", "{root}/llama", "--method", "bogus", "--target-length", "128",
                   "--out", "{out}"], "'bogus'", id="extend-method"),
+    pytest.param(["extend", "--model", "{root}/gemma3", "--layer-type", "nope", "--method", "pi", "--target-length",
+                  "128", "--out", "{out}"], "unknown layer_type 'nope'; allowed: full_attention, sliding_attention",
+                 id="extend-layer-type"),
     # train: config files, plan files, output folder
     pytest.param(["train", "--config", "{root}/broken.yaml", "--output-dir", "{out}"], "broken.yaml' is not valid YAML",
                  id="train-broken-yaml"),
@@ -172,6 +180,7 @@ def root(tmp_path_factory) -> Path:
     model.save_pretrained(root / "llama")
     tokenizer.save_pretrained(root / "llama")
     model.save_pretrained(root / "llama-notok")
+    random_model("gemma3", original_length=64).save_pretrained(root / "gemma3")
     for name in ("noweights", "truncated", "badconfig"):
         model.save_pretrained(root / name)
         tokenizer.save_pretrained(root / name)

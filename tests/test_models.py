@@ -131,3 +131,58 @@ def test_smollm2_generates_past_its_window_with_dprope(smollm2, stdlib_ids):
     print(f"SmolLM2-135M dprope: 8300-token prompt + 4 tokens in {seconds:.1f} s: {tokenizer.decode(out[0, -4:])!r}")
     assert out.shape == (1, 8304) and torch.equal(out[:, :8300], prompt)
     np.testing.assert_allclose(used, plan.inv_freq, rtol=2e-6)
+
+
+# --- the real Gemma-3-270M: per-layer-type RoPE, full-attention layers extended from 32k to 64k ----------------------
+
+GEMMA3_TARGET = 65536
+
+
+@pytest.mark.slow
+def test_gemma3_full_attention_extension_round_trips_through_stock_transformers(tmp_path):
+    """Plan DPRoPE for the three full-attention layers, apply, export, reload with stock ``from_pretrained``: the
+    plan's frequencies are live in those layers, the sliding layers keep theta 1e4 exactly, the logits are the
+    in-memory model's, and a 512-token perplexity inside the window barely moves."""
+    from transformers import AutoModelForCausalLM
+
+    from ropelab import RopeSpec, make_plan
+    from ropelab.data import stdlib_documents
+    from ropelab.export import export_checkpoint
+    from ropelab.hf import model_frequencies
+    from ropelab.models import GEMMA3
+    from ropelab.verify import verify_folder
+
+    model, tokenizer = load_model(GEMMA3)
+    config = model.config
+    assert (config.num_hidden_layers, config.head_dim, config.max_position_embeddings, config.sliding_window) == (
+        18, 256, 32768, 512)
+    assert config.layer_types.count("full_attention") == 3
+    spec = RopeSpec.from_hf_config(config, layer_type="full_attention")
+    assert spec == RopeSpec(1e6, 256, 32768, layer_type="full_attention")
+    assert RopeSpec.from_hf_config(config, layer_type="sliding_attention").theta == 1e4
+    text = next(d.text for d in stdlib_documents() if d.doc_id == "argparse.py")
+    ids = tokenizer(text, return_tensors="pt").input_ids[:, :512]  # (1, 512)
+
+    def ppl(m) -> float:
+        with torch.no_grad():
+            return float(torch.exp(m(ids, labels=ids).loss))
+
+    base = ppl(model)
+    sliding = model_frequencies(model, GEMMA3_TARGET, "sliding_attention")
+    plan = make_plan("dprope", spec, GEMMA3_TARGET)
+    assert 0 < plan.n_interpolated_dims < spec.rotary_dim
+    folder = export_checkpoint(model, tokenizer, plan, tmp_path / "gemma3-dprope")
+    assert verify_folder(folder).ok
+    reloaded = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    assert reloaded.config.rope_parameters["full_attention"]["rope_type"] == "longrope"
+    assert reloaded.config.rope_parameters["sliding_attention"] == {"rope_theta": 1e4, "rope_type": "default"}
+    inv_freq, attention = model_frequencies(reloaded, GEMMA3_TARGET, "full_attention")
+    np.testing.assert_allclose(inv_freq, plan.inv_freq, rtol=2e-6, atol=0)
+    assert attention == 1.0
+    np.testing.assert_array_equal(model_frequencies(reloaded, GEMMA3_TARGET, "sliding_attention")[0], sliding[0])
+    extended = ppl(reloaded)
+    assert extended == pytest.approx(ppl(model), rel=1e-5)  # the exported folder is the in-memory model
+    print(f"Gemma-3-270M argparse.py 512-token ppl: base {base:.3f}, dprope 32k -> 64k {extended:.3f} "
+          f"({plan.n_interpolated_dims}/{spec.rotary_dim} dims interpolated)")
+    assert 1.5 < base < 30, base  # input sanity: a trained model on Python source
+    assert abs(np.log(extended / base)) < 0.05

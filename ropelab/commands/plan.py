@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ropelab.methods import METHODS, Option, make_plan, option_specs
-from ropelab.spec import PRESETS, RopeSpec
+from ropelab.spec import PRESETS, RopeSpec, default_layer_type
 
 NAME = "plan"
 HELP = "Plan a RoPE extension (per-pair frequencies and disturbance) for a model, preset or explicit RoPE."
@@ -20,7 +20,13 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--head-dim", type=int, help="attention head size")
     src.add_argument("--original-length", type=int, help="pre-training window L")
     src.add_argument("--partial-rotary-factor", type=float, default=1.0)
-    src.add_argument("--layer-type", help="for configs with per-layer-type RoPE (e.g. Gemma 3)")
+    add_layer_type_argument(src)
+
+
+def add_layer_type_argument(parser: argparse._ActionsContainer) -> None:
+    """--layer-type: which layers of a per-layer-type model (Gemma 3) the plan is for."""
+    parser.add_argument("--layer-type", help="per-layer-type RoPE (Gemma 3): the layer type to extend (default: "
+                        "full_attention; the other layer types, the sliding-window ones, keep their RoPE)")
 
 
 def add_method_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -63,7 +69,7 @@ def spec_from_args(args: argparse.Namespace) -> RopeSpec:
     if sum(given) != 1:
         raise ValueError("give exactly one of --model, --preset or --rope-theta/--head-dim/--original-length")
     if args.model is not None:
-        return RopeSpec.from_hf_config(args.model, layer_type=args.layer_type)
+        return RopeSpec.from_hf_config(args.model, layer_type=default_layer_type(args.model, args.layer_type))
     if args.preset is not None:
         return RopeSpec.preset(args.preset)
     if any(v is None for v in explicit):
@@ -136,7 +142,9 @@ def format_plan(plan) -> str:
     d_int = plan.details.get("d_interp") or disturbance_per_pair(spec, base / plan.scale, plan.target_length, scoring)
     lines = [
         (f"{plan.method}: L={spec.original_length} -> L'={plan.target_length} (s={plan.scale:g}), theta={spec.theta:g}, "
-         f"d={spec.rotary_dim}, bins={plan.bins}, metric={plan.metric}, precision={plan.precision}"),
+         f"d={spec.rotary_dim}, bins={plan.bins}, metric={plan.metric}, precision={plan.precision}"
+         + (f", p-RoPE ({spec.n_rotated_pairs}/{spec.n_pairs} pairs rotate)" if spec.proportional else "")
+         + (f", {spec.layer_type} layers (the others keep their RoPE)" if spec.layer_type else "")),
         f"{'pair':>4} {'wavelength':>12} {'D_extrap':>10} {'D_interp':>10} {'factor':>8}  choice",
     ]
     for i, (lam, de, di, f) in enumerate(zip(spec.wavelengths(), d_ext, d_int, plan.factors)):
