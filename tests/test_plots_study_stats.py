@@ -13,13 +13,13 @@ from ropelab.plots.study_stats import plot_correlation_panel, plot_metric_bands,
 T_975_4 = 2.7764451051977987  # Student t, 0.975 quantile, 4 d.o.f. (tables): 5 seeds
 WINDOW, LENGTHS, SCALES = 64, [32, 64, 128, 256], [2, 4]
 SEED_NOISE = np.array([0.0, 1.0, -1.0, 2.0, -2.0])  # mean 0, sd sqrt(2.5)
-GAP = {"pi": 0.0, "dprope": -1.5, "dprope_paper": -0.5}  # ppl offset from pi; dprope's paired noise is halved
+GAP = {"pi": 0.0, "dprope": -1.5, "dprope_paper": -0.5}  # ppl offset from pi
+SPREAD = {"pi": 1.0, "dprope": 0.5, "dprope_paper": 2.0}  # seed noise scale: interval bounds rank unlike the means
 DISTURBANCE = {"pi": 0.2, "dprope": 0.05, "dprope_paper": 0.1}
 
 
 def _ppl(label, scale, n, seed):
-    noise = SEED_NOISE[seed] * (0.5 if label == "dprope" else 1.0)
-    return 10.0 + n / 32 + scale + GAP[label] + noise
+    return 10.0 + n / 32 + scale + GAP[label] + SEED_NOISE[seed] * SPREAD[label]
 
 
 def _rows():

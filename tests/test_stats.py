@@ -81,6 +81,9 @@ def test_detectable_effect_n5_by_simulation():
     t = diff.mean(axis=1) / (diff.std(axis=1, ddof=1) / math.sqrt(n))
     power = float(np.mean(np.abs(t) > sps.t.ppf(0.975, n - 1)))
     assert power == pytest.approx(0.8, abs=0.012)  # binomial s.e. 0.003
+    low = detectable_effect(sd, n, power=0.06)  # near alpha the lower rejection tail carries 0.009 of the 0.06
+    t_low = (diff := rng.normal(low, sd, size=(50_000, n))).mean(axis=1) / (diff.std(axis=1, ddof=1) / math.sqrt(n))
+    assert float(np.mean(np.abs(t_low) > sps.t.ppf(0.975, n - 1))) == pytest.approx(0.06, abs=0.004)  # s.e. 0.001
     assert 1.6 * sd < delta < 1.75 * sd  # 1.68 sd; the normal formula would give 2.80 / sqrt(5) = 1.25 sd
 
 
