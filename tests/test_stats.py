@@ -18,7 +18,7 @@ def test_mean_ci_by_hand():
     half = T_975_4 * math.sqrt(2.5) / math.sqrt(5)  # sd sqrt(2.5)
     assert mean == 3.0 and low == pytest.approx(3.0 - half, rel=1e-12) and high == pytest.approx(3.0 + half, rel=1e-12)
     _, low90, high90 = mean_ci([1.0, 2.0, 3.0, 4.0, 5.0], level=0.9)
-    assert high90 - 3.0 == pytest.approx(T_95_4 * math.sqrt(0.5), rel=1e-12)
+    assert (3.0 - low90, high90 - 3.0) == pytest.approx((T_95_4 * math.sqrt(0.5),) * 2, rel=1e-12)
     x = [3.1, 2.7, 5.0, 4.4, 3.9, 2.2]
     assert mean_ci(x)[1:] == pytest.approx(sps.t.interval(0.95, len(x) - 1, np.mean(x), sps.sem(x)), rel=1e-12)
 

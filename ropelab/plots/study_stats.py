@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from ropelab.figures import (COLUMN_WIDTH, FULL_WIDTH, SCALE_MARKERS, label_family, label_style, method_color,
-                             use_style)
+from ropelab.figures import COLUMN_WIDTH, FULL_WIDTH, SCALE_MARKERS, label_family, label_style, method_color, use_style
 from ropelab.stats import detectable_effect, mean_ci, paired_ci, spearman
 
 Rows = Sequence[Mapping]
@@ -43,7 +42,7 @@ def plot_metric_bands(rows: Rows, base: Mapping, metric_prefix: str, lengths: Se
     fig, axes = plt.subplots(1, len(scales), figsize=(FULL_WIDTH, 2.4), sharey=True, squeeze=False)
     data = []
     methods = {r["label"]: r["method"] for r in rows}
-    band = lambda values: mean_ci(values, level)[1:]  # noqa: E731 -- seaborn's errorbar callable: (low, high)
+    band = lambda values: mean_ci(values, level)[1:]  # seaborn errorbar callable: (low, high)
     for ax, scale in zip(axes[0], scales):
         base_n = [n for n in lengths if f"{metric_prefix}{n}" in base]
         ax.plot(base_n, [base[f"{metric_prefix}{n}"] for n in base_n], color="black", marker=".",
