@@ -41,6 +41,26 @@ def method_color(method: str) -> str:
     return METHOD_COLORS.get(method.split(":")[0], "#000000")
 
 
+# DPRoPE variants share DPRoPE's colour and differ by line style; any other label is a solid line in its colour.
+LABEL_LINESTYLES = {
+    "dprope_paper": "--", "dprope_robust": "-.", "dprope_continuous": ":", "dprope_search": (0, (5, 1, 1, 1, 1, 1)),
+    "dprope_nhat24": (0, (3, 1)), "dprope_nhat48": (0, (1, 1)), "dprope_b90": (0, (5, 2)),
+    "dprope_b720": (0, (1, 2, 4, 2)), "dprope_js": (0, (3, 1, 1, 1)), "dprope_tv": (0, (6, 1, 1, 1, 1, 1, 1, 1)),
+    "dprope_wasserstein": (0, (2, 2)),
+}
+SCALE_MARKERS = {2: "o", 4: "s", 8: "^"}
+
+
+def label_family(label: str) -> str:
+    """The method family a study row label is coloured by: every ``dprope*`` label is DPRoPE's."""
+    return "dprope" if label.startswith("dprope") else label
+
+
+def label_style(label: str) -> dict[str, Any]:
+    """Colour (the method family's) and line style (the variant's) of a study row label."""
+    return {"color": method_color(label_family(label)), "linestyle": LABEL_LINESTYLES.get(label, "-")}
+
+
 def save_figure(fig: plt.Figure, name: str, data: Iterable[Mapping[str, Any]] | Any = None,
                 directory: str | Path | None = None) -> Path:
     """Write ``<dir>/<name>.pdf``, ``.png`` and, when ``data`` is given, ``.csv`` (each atomically); return the PDF path.

@@ -6,16 +6,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ropelab.figures import COLUMN_WIDTH, FULL_WIDTH, method_color, use_style
+from ropelab.figures import COLUMN_WIDTH, FULL_WIDTH, SCALE_MARKERS, label_style, use_style
 
 Rows = Sequence[Mapping]
-LINESTYLES = {"dprope_paper": "--"}
-MARKERS = {2: "o", 4: "s", 8: "^"}
-
-
-def _style(label: str) -> dict:
-    return {"color": method_color(label.split("_")[0] if label.startswith("dprope") else label),
-            "linestyle": LINESTYLES.get(label, "-")}
 
 
 def _mean_std(rows: Rows, label: str, scale: int, key: str) -> tuple[float, float]:
@@ -41,7 +34,7 @@ def plot_ppl_vs_length(rows: Rows, base: Mapping, lengths: Sequence[int], scales
             mean, std = np.array([s[0] for s in stats]), np.array([s[1] for s in stats])
             if np.all(np.isnan(mean)):
                 continue
-            ax.errorbar(lengths, mean, yerr=std, marker=".", capsize=2, label=label, **_style(label))
+            ax.errorbar(lengths, mean, yerr=std, marker=".", capsize=2, label=label, **label_style(label))
             data += [{"scale": scale, "label": label, "length": n, "ppl_mean": m, "ppl_std": s}
                      for n, m, s in zip(lengths, mean, std)]
         ax.axvline(window, color="grey", linewidth=0.8, linestyle=":")
@@ -65,8 +58,8 @@ def plot_disturbance_scatter(points: Rows, rho: float, p: float):
     use_style()
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 2.6))
     for pt in points:
-        ax.scatter(pt["disturbance"], pt["ppl"], color=_style(pt["label"])["color"],
-                   marker=MARKERS.get(pt["scale"], "o"), s=18, zorder=3)
+        ax.scatter(pt["disturbance"], pt["ppl"], color=label_style(pt["label"])["color"],
+                   marker=SCALE_MARKERS.get(pt["scale"], "o"), s=18, zorder=3)
         ax.annotate(f"{pt['label']} {pt['scale']}x", (pt["disturbance"], pt["ppl"]), fontsize=5,
                     xytext=(2, 2), textcoords="offset points")
     ax.set_xscale("log")
