@@ -233,6 +233,16 @@ def document_tokens(corpus: str, split: str, tokenizer: Any, max_docs: int | Non
     return [(d.doc_id, t) for d, t in zip(docs, tokens)]
 
 
+def token_stream(corpus: str, split: str, tokenizer: Any, max_docs: int | None = None,
+                 documents: Sequence[Document] | None = None) -> np.ndarray:
+    """The documents' tokens, each followed by EOS (when the tokenizer has one), concatenated in doc-id order. # (n,)"""
+    eos = getattr(tokenizer, "eos_token_id", None)
+    parts: list[np.ndarray] = []
+    for _, ids in document_tokens(corpus, split, tokenizer, max_docs, documents=documents):
+        parts += [ids, np.asarray([eos] if eos is not None else [], dtype=np.int32)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int32)
+
+
 def packed_sequences(corpus: str, split: str, tokenizer: Any, length: int,
                      max_docs: int | None = None) -> torch.Tensor:
     """The documents' tokens, each followed by EOS (when the tokenizer has one), concatenated in doc-id order and
@@ -243,11 +253,7 @@ def packed_sequences(corpus: str, split: str, tokenizer: Any, length: int,
     key = _key(corpus, split, max_docs, docs, tokenizer)
     path = cache_folder() / "packed" / f"{_slug(corpus)}-{split}-L{length}-{key}.npy"
     if not path.exists():
-        eos = getattr(tokenizer, "eos_token_id", None)
-        parts: list[np.ndarray] = []
-        for _, ids in document_tokens(corpus, split, tokenizer, max_docs, documents=docs):
-            parts += [ids, np.asarray([eos] if eos is not None else [], dtype=np.int32)]
-        stream = np.concatenate(parts)
+        stream = token_stream(corpus, split, tokenizer, max_docs, documents=docs)
         rows = len(stream) // length
         atomic_save(path, lambda fh: np.save(fh, stream[: rows * length].reshape(rows, length)))
     return torch.from_numpy(np.load(path)).long()  # (N, length)

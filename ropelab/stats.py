@@ -110,7 +110,8 @@ def detectable_effect(sd_diff: float, n: int, alpha: float = 0.05, power: float 
     df, tcrit = n - 1, float(stats.t.ppf(1.0 - alpha / 2.0, n - 1))
 
     def gap(nc: float) -> float:  # power at noncentrality nc minus the target
-        return float(1.0 - stats.nct.cdf(tcrit, df, nc) + stats.nct.cdf(-tcrit, df, nc)) - power
+        lower = float(stats.nct.cdf(-tcrit, df, nc))  # scipy gives NaN for df = 1 at large nc, where it is ~0
+        return float(stats.nct.sf(tcrit, df, nc)) + (lower if np.isfinite(lower) else 0.0) - power
 
     upper = 1.0  # solved in nc, not delta: nc stays O(t_c + z_power) for any n, where the noncentral t is accurate
     while gap(upper) < 0:

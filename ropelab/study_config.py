@@ -1,7 +1,8 @@
 """The study's configuration: its profiles (configs/study/<profile>.yaml) and the grid of runs they define.
 
 The grid is Wu et al.'s (EMNLP 2024, sec. 4): every method x scale under one fine-tuning recipe, plus the n_hat
-sweep (Table 4), the bins sweep (Table 6) and other divergences at one scale. :mod:`ropelab.study` runs it.
+sweep (Table 4), the bins sweep (Table 6) and other divergences at one scale, and ropelab's own selection variants
+(robust, continuous, searched). :mod:`ropelab.study` runs it.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from ropelab.config import load_config
-from ropelab.synthetic import PasskeyMix
+from ropelab.mixture import TASKS, MixConfig
 from ropelab.tiny import TinyConfig
 from ropelab.train import TrainConfig
 
-MAIN_METHODS = ("none", "pi", "ntk", "yarn", "dprope", "dprope_paper")
+MAIN_METHODS = ("none", "pi", "ntk", "yarn", "dprope", "dprope_paper", "dprope_robust", "dprope_continuous",
+                "dprope_search")
+RETRIEVAL_TASKS = tuple(t for t in TASKS if t != "text")
 BASELINES = ("none", "pi", "ntk", "yarn")
 PAPER_NHAT_RATIO = {2: 80 / 128, 4: 64 / 128}  # Wu et al. sec. 4.1: n_hat = 80 (8k) and 64 (16k) of 128 dims
 
@@ -31,18 +34,38 @@ def _finetune_recipe() -> TrainConfig:
 class EvalConfig:
     """How every run is scored (the same tokens for every method)."""
 
-    split: str = "validation"  # held-out documents (never trained on)
+    split: str = "test"  # held-out documents (never trained on; the search's objective uses "validation")
     length_multiples: tuple = (0.5, 1, 2, 4, 8)  # perplexity lengths, in units of L
     segments: int = 16  # held-out segments of max(length) tokens, spread over the split's documents
     passkey_multiples: tuple = (1, 2, 4)  # passkey prompt lengths, in units of L
     passkey_depths: tuple = (0.0, 0.5, 1.0)  # key positions (fraction of the filler before the key)
-    passkey_trials: int = 4  # keys per (length, depth) cell
-    passkey_seed: int = 271828  # evaluation keys; excluded from the training passkey documents
+    passkey_trials: int = 4  # keys per (length, depth) cell (0: no generated passkeys)
+    passkey_seed: int = 271828  # evaluation keys
+    retrieval_multiples: tuple = (1, 2, 4, 8)  # lengths of the teacher-forced copy/recall/passkey rows, in units of L
+    retrieval_rows: int = 32  # held-out rows per (task, length)
+    retrieval_seed: int = 314159  # draws the held-out rows (any seed: their text is the held-out split's)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "length_multiples", tuple(float(m) for m in self.length_multiples))
         object.__setattr__(self, "passkey_multiples", tuple(float(m) for m in self.passkey_multiples))
         object.__setattr__(self, "passkey_depths", tuple(float(d) for d in self.passkey_depths))
+        object.__setattr__(self, "retrieval_multiples", tuple(float(m) for m in self.retrieval_multiples))
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """The ``dprope_search`` variant: :func:`ropelab.search.coordinate_search` from DPRoPE's factors against the
+    pre-trained model's answer NLL on "validation" mix rows at the target length (zero-shot, before fine-tuning)."""
+
+    budget: int = 24  # objective evaluations per scale
+    rows: int = 16  # validation rows per objective evaluation (copy + recall)
+    seed: int = 161803  # draws the objective's rows
+
+    def __post_init__(self) -> None:
+        for name in ("budget", "rows"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"search.{name} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -66,7 +89,9 @@ class StudyConfig:
     bins_sweep: tuple = ()  # b values for dprope, e.g. (90, 180, 360, 720)
     metric_sweep: tuple = ()  # divergences besides kl: js, tv, wasserstein
     bins: int = 360  # b of every main plan (the paper's)
-    passkey: PasskeyMix = field(default_factory=PasskeyMix)  # synthetic passkey documents in training
+    mix: MixConfig = field(default_factory=MixConfig)  # the long-range rows of pre-training and fine-tuning
+    search: SearchConfig = field(default_factory=SearchConfig)
+    workers: int = 2  # fine-tuning runs at once, one thread each (results do not depend on it)
     eval: EvalConfig = field(default_factory=EvalConfig)
     reference_notebook: str = "06"  # notebook (number or stem) whose metrics.json holds the zero-shot SmolLM2 result
 
@@ -82,6 +107,29 @@ class StudyConfig:
             raise ValueError(f"seeds must be a non-empty list of integers, got {self.seeds!r}")
         if any(not isinstance(s, int) or s < 2 for s in self.scales) or not self.scales:
             raise ValueError(f"scales must be integers >= 2, got {self.scales!r}")
+        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
+            raise ValueError(f"workers must be a positive integer, got {self.workers!r}")
+        if self.base_model == "tiny":
+            check_window(self)
+
+    def retrieval_tasks(self) -> tuple[str, ...]:
+        """The mix's retrieval tasks (copy, recall, passkey with a share above 0): what every run is scored on."""
+        return tuple(t for t in RETRIEVAL_TASKS if self.mix.shares.get(t, 0) > 0)
+
+
+MAX_TINY_WINDOW = 4096  # the longest L whose 8L evaluation a 2-core CPU runs in minutes
+
+
+def check_window(cfg: StudyConfig) -> None:
+    """Fail before training on a window the tiny model cannot hold: one past :data:`MAX_TINY_WINDOW`, or one
+    too short for a task of the mix (:func:`ropelab.mixture.minimum_length`, known before the tokenizer exists)."""
+    window = cfg.tiny.window
+    if window > MAX_TINY_WINDOW:
+        raise ValueError(f"tiny.window {window} is too long for the CPU study: at most {MAX_TINY_WINDOW} "
+                         f"(evaluation goes to 8L = {8 * window} tokens)")
+    import dataclasses
+
+    dataclasses.replace(cfg.tiny, mix=cfg.mix)  # TinyConfig checks the window against the mix's tasks
 
 
 def load_study_config(source: str | Path | Mapping = "quick", overrides: Mapping[str, Any] | None = None) -> StudyConfig:
@@ -123,6 +171,8 @@ def variants(cfg: StudyConfig, spec) -> list[Variant]:
                     continue
                 opts = (("bins", cfg.bins), ("n_hat", even_dims(ratio, spec.rotary_dim)))
                 out.append(Variant(label, "dprope", scale, opts))
+            elif label == "dprope_search":  # its factors come from the search (ropelab.study_search)
+                out.append(Variant(label, "longrope", scale, (), "main"))
             else:
                 out.append(Variant(label, label, scale, (("bins", cfg.bins),)))
     s = cfg.sweep_scale

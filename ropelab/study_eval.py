@@ -1,8 +1,10 @@
-"""Scoring one study run: truncated perplexity at L/2 .. 8L on held-out segments and passkey accuracy (cached).
+"""Scoring one study run: truncated perplexity at L/2 .. 8L on held-out segments, teacher-forced retrieval at
+L .. 8L and generated passkeys (cached).
 
 Every run is scored on the same tokens: ``eval.segments`` segments of 8L tokens spread over the held-out split,
-each length taking the first n tokens of each segment (no sliding window). The result is cached as JSON beside
-the run, keyed by the evaluation settings.
+each length taking the first n tokens of each segment (no sliding window), and ``eval.retrieval_rows`` held-out
+rows per (task, length) of the study's mix (:mod:`ropelab.mixture`; one copied span as far back as the row
+allows). The result is cached as JSON beside the run, keyed by the evaluation settings.
 """
 
 from __future__ import annotations
@@ -49,8 +51,8 @@ def evaluate_model(model_dir: str | Path, cfg: StudyConfig, window: int, out_dir
     from ropelab.eval.passkey import evaluate_passkey
     from ropelab.eval.perplexity import perplexity
 
-    key = content_key({"eval": to_dict(cfg.eval), "corpus": cfg.corpus, "window": window, "version": 1,
-                       "numerics": numerics_key()})
+    key = content_key({"eval": to_dict(cfg.eval), "corpus": cfg.corpus, "window": window, "version": 2,
+                       "mix": to_dict(cfg.mix), "numerics": numerics_key()})
     path = Path(out_dir) / EVAL_FILE.format(key=key)
     if path.is_file():
         return json.loads(path.read_text())
@@ -65,12 +67,39 @@ def evaluate_model(model_dir: str | Path, cfg: StudyConfig, window: int, out_dir
         warnings.simplefilter("ignore")  # lengths past the configured window are the point here
         for n in eval_lengths(cfg, window):
             result["ppl"][str(n)] = perplexity(model, segments, n, protocol="truncated", progress=False).ppl
-        lengths = [round(m * window) for m in cfg.eval.passkey_multiples]
-        _, summary = evaluate_passkey(model, tokenizer, lengths=lengths, depths=cfg.eval.passkey_depths,
-                                      trials=cfg.eval.passkey_trials, seed=cfg.eval.passkey_seed, progress=progress)
-    result["passkey"] = {"accuracy": summary["accuracy"], "cells": summary["cells"]}
+        result["retrieval"] = retrieval(model, tokenizer, cfg, window)
+        if cfg.eval.passkey_trials > 0:
+            lengths = [round(m * window) for m in cfg.eval.passkey_multiples]
+            _, summary = evaluate_passkey(model, tokenizer, lengths=lengths, depths=cfg.eval.passkey_depths,
+                                          trials=cfg.eval.passkey_trials, seed=cfg.eval.passkey_seed,
+                                          progress=progress)
+            result["passkey"] = {"accuracy": summary["accuracy"], "cells": summary["cells"]}
     atomic_write_text(path, json.dumps(result, indent=1, sort_keys=True) + "\n")
     return result
+
+
+def retrieval_rows(cfg: StudyConfig, tokenizer: Any, task: str, length: int):
+    """The held-out rows of ``task`` at ``length``: the study's mix with that task alone, one span per copy row
+    (the far layout), drawn from ``eval.split`` with ``eval.retrieval_seed``. # (N, T) ids and answers"""
+    import dataclasses
+
+    from ropelab.mixture import mix_rows
+
+    mix = dataclasses.replace(cfg.mix, shares={task: 1.0}, copy_spans=(1, 1), seed=cfg.eval.retrieval_seed)
+    return mix_rows(mix, tokenizer, cfg.corpus, cfg.eval.split, length, cfg.eval.retrieval_rows, cfg.max_docs)
+
+
+def retrieval(model: Any, tokenizer: Any, cfg: StudyConfig, window: int) -> dict[str, dict[str, float]]:
+    """``{task: {length: accuracy}}``: teacher-forced answer accuracy per retrieval task of the mix and length."""
+    from ropelab.eval.answers import answer_accuracy
+
+    out: dict[str, dict[str, float]] = {}
+    for task in cfg.retrieval_tasks():
+        for m in cfg.eval.retrieval_multiples:
+            n = round(m * window)
+            ids, answers = retrieval_rows(cfg, tokenizer, task, n)
+            out.setdefault(task, {})[str(n)] = answer_accuracy(model, ids, answers)["accuracy"]
+    return out
 
 
 def band_ppl(ppl: Mapping[str, float]) -> dict[str, float]:
@@ -104,12 +133,16 @@ def run_row(variant: Variant | None, seed: int | None, plan, evaluation: Mapping
     for n in (window // 2, window):
         if str(n) in evaluation["ppl"]:
             row[f"retention_{n}"] = evaluation["ppl"][str(n)] / base_eval["ppl"][str(n)]
+    for task, by_n in evaluation.get("retrieval", {}).items():
+        for n, value in by_n.items():
+            row[f"{task}_{n}"] = value
     by_length: dict[int, list[float]] = {}
-    for cell in evaluation["passkey"]["cells"]:
+    for cell in evaluation["passkey"].get("cells", []):
         by_length.setdefault(int(cell["length"]), []).append(cell["accuracy"])
     for n, values in sorted(by_length.items()):
-        row[f"passkey_{n}"] = float(np.mean(values))
-    row["passkey"] = evaluation["passkey"]["accuracy"]
+        row[f"generated_passkey_{n}"] = float(np.mean(values))
+    if "accuracy" in evaluation["passkey"]:
+        row["generated_passkey"] = evaluation["passkey"]["accuracy"]
     if train_loss is not None:
         row["train_loss"] = train_loss
     return row

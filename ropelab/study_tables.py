@@ -12,26 +12,36 @@ import numpy as np
 
 from ropelab.config import flatten
 from ropelab.io import atomic_write_text
-from ropelab.stats import cell_summary, paired_comparison, spearman
-from ropelab.study_config import BASELINES, StudyConfig, eval_lengths
+from ropelab.stats import cell_summary, detectable_effect, paired_ci, spearman
+from ropelab.study_config import StudyConfig, eval_lengths
 
 
-def disturbance_points(rows: Sequence[Mapping[str, Any]], window: int, multiple: int | None = None) -> list[dict]:
-    """One point per main (method, scale): disturbance and mean ppl at the target length (or ``multiple`` x L)."""
+def disturbance_points(rows: Sequence[Mapping[str, Any]], window: int, multiple: int | None = None,
+                       prefix: str = "ppl") -> list[dict]:
+    """One point per main (method, scale): disturbance and the mean of ``<prefix>_<n>`` at the target length (or
+    ``multiple`` x L); ``value`` holds it (and ``ppl`` too when the prefix is ppl)."""
     points = []
     for cell in cell_summary([r for r in rows if r["group"] == "main"], ["disturbance"]):
         n = window * (multiple or cell["scale"])
-        values = [r[f"ppl_{n}"] for r in rows if r["label"] == cell["label"] and r["scale"] == cell["scale"]]
-        points.append({"label": cell["label"], "method": cell["method"], "scale": cell["scale"],
-                       "disturbance": cell["disturbance_mean"], "ppl": float(np.mean(values)), "length": n})
+        values = [r[f"{prefix}_{n}"] for r in rows
+                  if r["label"] == cell["label"] and r["scale"] == cell["scale"] and f"{prefix}_{n}" in r]
+        if not values:
+            continue
+        point = {"label": cell["label"], "method": cell["method"], "scale": cell["scale"],
+                 "disturbance": cell["disturbance_mean"], "value": float(np.mean(values)), "length": n}
+        if prefix == "ppl":
+            point["ppl"] = point["value"]
+        points.append(point)
     return points
 
 
 def table_metrics(window: int, cfg: StudyConfig) -> list[str]:
     ppl = [f"ppl_{n}" for n in eval_lengths(cfg, window)]
-    passkey = [f"passkey_{round(m * window)}" for m in cfg.eval.passkey_multiples]
-    return ["disturbance", "n_interp_dims", *ppl, f"retention_{window // 2}", f"retention_{window}", *passkey,
-            "passkey"]
+    retrieval = [f"{task}_{round(m * window)}" for task in cfg.retrieval_tasks() for m in cfg.eval.retrieval_multiples]
+    generated = ([f"generated_passkey_{round(m * window)}" for m in cfg.eval.passkey_multiples]
+                 if cfg.eval.passkey_trials > 0 else [])
+    return ["disturbance", "n_interp_dims", *ppl, f"retention_{window // 2}", f"retention_{window}", *retrieval,
+            *generated]
 
 
 def study_table(rows: Sequence[Mapping[str, Any]], base: Mapping[str, Any], metrics: Sequence[str]) -> list[dict]:
@@ -51,7 +61,8 @@ def write_study_table(table: Sequence[Mapping[str, Any]], metrics: Sequence[str]
     columns = ["label", "method", "group", "scale", "n"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std")]
     csv_path = figures.write_csv([{c: r.get(c, "") for c in columns} for r in table], out / f"{name}.csv")
     lines = [f"# {title}", "", ("mean +- std over seeds; ppl_N: truncated perplexity of the first N tokens of held-out"
-                                " segments; retention_N: ppl_N / pre-trained ppl_N; passkey_N: accuracy at N tokens."), "",
+                                " segments; retention_N: ppl_N / pre-trained ppl_N; copy_N, recall_N: teacher-forced answer accuracy on"
+                                " held-out rows of N tokens."), "",
              "| method | scale | n | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 3) + "|"]
     for r in table:
         cells = [_pm(r.get(f"{m}_mean"), r.get(f"{m}_std")) for m in metrics]
@@ -83,12 +94,18 @@ def study_metrics(result: Mapping[str, Any], cfg: StudyConfig) -> dict[str, Any]
     rows, base, window = result["rows"], result["base"], result["window"]
     metrics = table_metrics(window, cfg)
     out: dict[str, Any] = {"window": window, "runs": len(rows)}  # not how many were cached: same file either way
-    out["pretrained"] = {k: v for k, v in base.items() if k.startswith(("ppl_", "band_", "passkey"))}
+    out["pretrained"] = {k: v for k, v in base.items() if k.startswith(("ppl_", "band_", "copy_", "recall_",
+                                                                        "needle_", "passkey_", "generated_"))}
     # positions L/2..L-1 (inside the window) against the worst band of positions past L, same segments
     out["check.pretrained_ppl_inside"] = base.get(f"band_{window}", float("nan"))
     out["check.pretrained_ppl_past"] = max((base[f"band_{n}"] for n in eval_lengths(cfg, window) if n > window),
                                            default=float("nan"))
     out["check.pretrained_break_ratio"] = out["check.pretrained_ppl_past"] / out["check.pretrained_ppl_inside"]
+    # more context inside the window: truncated ppl of L tokens against L/2 (below 1: the model uses its context)
+    out["check.pretrained_context_ratio"] = base.get(f"ppl_{window}", math.nan) / base.get(f"ppl_{window // 2}", math.nan)
+    for task in cfg.retrieval_tasks():
+        out[f"check.pretrained_{task}_inside"] = base.get(f"{task}_{window}", math.nan)
+        out[f"check.pretrained_{task}_past"] = base.get(f"{task}_{2 * window}", math.nan)
     expected = {(label, s) for label in cfg.methods for s in cfg.scales
                 if label != "dprope_paper" or s in cfg.paper_nhat_ratio}
     table = cell_summary(rows, metrics)
@@ -101,19 +118,23 @@ def study_metrics(result: Mapping[str, Any], cfg: StudyConfig) -> dict[str, Any]
         for key, value in cell.items():
             if key.endswith(("_mean", "_std")):
                 out[f"{prefix}.{key}"] = value
+    outcomes = [("ppl", True)] + [(task, False) for task in cfg.retrieval_tasks()]
     for scale in cfg.scales:
-        target = f"ppl_{window * scale}"
-        for reference in ("dprope", "dprope_paper"):
-            for baseline in [b for b in BASELINES if b in cfg.methods]:
-                if reference not in cfg.methods:
+        for prefix, lower in outcomes:
+            target = f"{prefix}_{window * scale}"
+            for baseline in [m for m in cfg.methods if m != "dprope"]:
+                if "dprope" not in cfg.methods:
                     continue
-                cmp = paired_comparison(rows, target, scale, reference, baseline)
-                for key, value in cmp.items():
-                    if not (isinstance(value, float) and math.isnan(value)):
-                        out[f"paired.{reference}_vs_{baseline}.x{scale}.{key}"] = value
-    points = disturbance_points(rows, window)
-    if len(points) >= 3:
-        rho, p = spearman([p["disturbance"] for p in points], [p["ppl"] for p in points])
-        out["spearman.disturbance_vs_ppl.rho"], out["spearman.disturbance_vs_ppl.p"] = rho, p
-        out["spearman.disturbance_vs_ppl.n"] = len(points)
+                cmp = paired_ci(rows, target, scale, "dprope", baseline, lower_is_better=lower)
+                for key in ("wins", "n", "mean_diff", "ci_low", "ci_high", "sd_diff", "p"):
+                    out[f"paired.{prefix}.dprope_vs_{baseline}.x{scale}.{key}"] = cmp[key]
+                if cmp["n"] >= 2:
+                    out[f"paired.{prefix}.dprope_vs_{baseline}.x{scale}.detectable"] = detectable_effect(
+                        cmp["sd_diff"], cmp["n"])
+    for prefix, _ in outcomes:
+        points = disturbance_points(rows, window, prefix=prefix)
+        if len(points) >= 3:
+            rho, p = spearman([q["disturbance"] for q in points], [q["value"] for q in points])
+            out[f"spearman.disturbance_vs_{prefix}.rho"], out[f"spearman.disturbance_vs_{prefix}.p"] = rho, p
+            out[f"spearman.disturbance_vs_{prefix}.n"] = len(points)
     return {k: v for k, v in flatten(out).items() if isinstance(v, (int, float)) and math.isfinite(v)}

@@ -24,16 +24,19 @@ import torch
 from ropelab.config import load_config, to_dict
 from ropelab.determinism import numerics_key, pinned_numerics
 from ropelab.io import atomic_write_text, content_key
+from ropelab.mixture import MixConfig
 from ropelab.seeding import seed_everything
 from ropelab.train import (
     DONE_FILE,
     MODEL_SUBDIR,
     TINY_PREFIX,
+    DataConfig,
     TrainConfig,
     base_spec,
     position_losses,
     save_model,
     train_model,
+    training_blocks,
 )
 
 EOS = "<|endoftext|>"
@@ -60,6 +63,7 @@ class TinyConfig:
     intermediate: int = 688  # SwiGLU width (~8/3 x hidden)
     window: int = 256  # L: pre-training sequence length (the "original window")
     rope_theta: float = 10000.0  # LLaMA2's base
+    mix: MixConfig | None = None  # pre-train on this long-range mix (ropelab.mixture) instead of packed text
     train: TrainConfig = field(default_factory=_pretrain_recipe)  # optimizer, steps, batch, seed
 
     def __post_init__(self) -> None:
@@ -70,6 +74,14 @@ class TinyConfig:
             raise ValueError(f"head_dim must be even (RoPE rotates pairs of dimensions), got {self.head_dim}")
         if self.vocab_size < 260:
             raise ValueError(f"vocab_size must be at least 260 (256 bytes + specials), got {self.vocab_size}")
+        if self.mix is not None:  # before the tokenizer exists: a lower bound on what each task needs
+            from ropelab.mixture import minimum_length
+
+            for task, share in self.mix.shares.items():
+                need = minimum_length(task, self.mix)
+                if share > 0 and self.window < need:
+                    raise ValueError(f"window {self.window} is too short for mix task {task!r}: it needs at least "
+                                     f"{need} tokens (drop the task from mix.shares or raise the window)")
 
 
 def llama_config(cfg: TinyConfig, vocab_size: int) -> Any:
@@ -150,7 +162,7 @@ def pretrain(cfg: TinyConfig, run_dir: str | Path | None = None, *, force: bool 
     """
     from transformers import LlamaForCausalLM
 
-    from ropelab.data import load_documents, packed_sequences
+    from ropelab.data import load_documents
 
     run_dir = Path(run_dir) if run_dir is not None else run_folder(cfg)
     model_dir = run_dir / MODEL_SUBDIR
@@ -170,7 +182,8 @@ def pretrain(cfg: TinyConfig, run_dir: str | Path | None = None, *, force: bool 
         docs = load_documents(cfg.corpus, "train", cfg.max_docs)
         tokenizer = train_tokenizer([d.text for d in docs], cfg.vocab_size)
         tokenizer.save_pretrained(tok_dir)
-    blocks = packed_sequences(cfg.corpus, "train", tokenizer, cfg.window, cfg.max_docs)  # (N, L)
+    data = DataConfig(corpus=cfg.corpus, split="train", max_docs=cfg.max_docs, mix=cfg.mix)
+    blocks = training_blocks(tokenizer, data, cfg.window, rows=recipe.steps * recipe.global_batch)  # (N, L)
     seed_everything(recipe.seed)
     model = LlamaForCausalLM(llama_config(cfg, len(tokenizer)))
     (run_dir).mkdir(parents=True, exist_ok=True)

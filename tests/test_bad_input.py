@@ -146,6 +146,15 @@ CASES = [
     pytest.param(["pretrain", "--set", "train.steps=yes"], "field train.steps must be an integer",
                  id="pretrain-nested-bool"),
     pytest.param(["pretrain", "--config", "bogus"], "allowed: llama2-13b-16k", id="pretrain-profile"),
+    # the long-range mix: shares, tasks, a window too short for a task -- all before the tokenizer is trained
+    pytest.param(["pretrain", "--set", "mix={shares: {text: 0.5, copy: 0.4}}"], "mix.shares must sum to 1, got 0.9",
+                 id="pretrain-mix-sum"),
+    pytest.param(["pretrain", "--set", "mix={shares: {text: 0.5, sort: 0.5}}"], "unknown mix task 'sort'",
+                 id="pretrain-mix-task"),
+    pytest.param(["pretrain", "--set", "mix={shares: {text: 0.5, recall: 0.5}}", "--set", "window=32"],
+                 "window 32 is too short for mix task 'recall'", id="pretrain-mix-window"),
+    pytest.param(["train", "--config", TRAIN, "--output-dir", "{out}", "--set", "data.mix={shares: {copy: 1.5}}"],
+                 "mix.shares['copy'] must be a number in [0, 1], got 1.5", id="train-mix-share"),
     pytest.param(["pretrain", "--config", "{root}/broken.yaml"], "broken.yaml' is not valid YAML",
                  id="pretrain-broken-yaml"),
     # notebooks

@@ -92,3 +92,10 @@ def test_detectable_effect_bad_input():
         detectable_effect(1.0, 1)
     with pytest.raises(ValueError, match="alpha"):
         detectable_effect(1.0, 5, alpha=0.9)
+
+
+def test_detectable_effect_with_two_pairs_is_finite_and_large():
+    from ropelab.stats import detectable_effect
+
+    two, five = detectable_effect(1.0, 2), detectable_effect(1.0, 5)
+    assert math.isfinite(two) and two > 5 * five  # one degree of freedom: only huge effects are detectable

@@ -122,6 +122,7 @@ def plot_paired_differences(rows: Rows, metric_for_scale: Mapping[int, str], ref
                 ax.errorbar([i + 0.25], [mean], yerr=[[mean - cmp["ci_low"]], [cmp["ci_high"] - mean]],
                             fmt="D", markersize=3, color="black", capsize=2, linewidth=0.8, zorder=3)
         ax.set_xlabel("baseline")
+        ax.tick_params(axis="x", labelrotation=30)
         ax.set_title(f"{scale}x: {metric} (seeds; mean, {level:.0%} t interval)")
     axes[0][0].set_ylabel(f"{reference} - baseline\n({better} favours {reference})")
     return fig, data

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ropelab.mixture import MixConfig
 from ropelab.plan import RopePlan
 
 PRECISIONS = ("no", "bf16", "fp16")
@@ -44,6 +45,7 @@ class DataConfig:
     split: str = "train"  # documents of this split only (ropelab.data splits by document)
     max_docs: int | None = None  # first N documents of the split (None: all)
     max_blocks: int | None = None  # first N packed rows (None: all): a cap for tiny runs
+    mix: MixConfig | None = None  # a long-range mix (ropelab.mixture) instead of packed text: one row per sample
 
     def __post_init__(self) -> None:
         for name in ("max_docs", "max_blocks"):

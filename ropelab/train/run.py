@@ -86,7 +86,7 @@ def finetune(base_dir: str | Path | None = None, plan: RopePlan | None = None, c
     model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32,
                                                  attn_implementation=cfg.attn_implementation)
     apply_plan(model, plan)
-    blocks = training_blocks(tokenizer, cfg.data, plan.target_length)
+    blocks = training_blocks(tokenizer, cfg.data, plan.target_length, rows=cfg.steps * cfg.global_batch)
     accelerator = make_accelerator(cfg, run_dir)
     if accelerator.is_main_process:  # the inputs are good: now the run folder is written
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -27,11 +27,19 @@ def sample_indices(step: int, micro: int, rank: int, n_blocks: int, cfg: TrainCo
     return out
 
 
-def training_blocks(tokenizer: Any, data: DataConfig, length: int) -> torch.Tensor:
-    """Packed token rows of ``length`` from the split's documents (:func:`ropelab.data.packed_sequences`). # (N, T)"""
-    from ropelab.data import packed_sequences
+def training_blocks(tokenizer: Any, data: DataConfig, length: int, rows: int | None = None) -> torch.Tensor:
+    """Token rows of ``length``: packed text from the split's documents (:func:`ropelab.data.packed_sequences`),
+    or, with ``data.mix``, ``rows`` rows of that long-range mix (:func:`ropelab.mixture.mix_rows`). # (N, T)"""
+    if data.mix is not None:
+        from ropelab.mixture import mix_rows
 
-    blocks = packed_sequences(data.corpus, data.split, tokenizer, length, data.max_docs)
+        if rows is None:
+            raise ValueError("a data.mix needs the number of rows to draw (steps x global_batch)")
+        blocks = mix_rows(data.mix, tokenizer, data.corpus, data.split, length, rows, data.max_docs)[0]
+    else:
+        from ropelab.data import packed_sequences
+
+        blocks = packed_sequences(data.corpus, data.split, tokenizer, length, data.max_docs)
     if data.max_blocks is not None:
         blocks = blocks[: data.max_blocks]
     if len(blocks) == 0:
