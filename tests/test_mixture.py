@@ -21,8 +21,7 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def stream(tokenizer):
-    words = ("to be or not to be that is the question whether tis nobler in the mind to suffer "
-             "the slings and arrows of outrageous fortune ").split()
+    words = ["to", "be", "or", "not", "to", "be", "that", "is", "the", "question", "whether", "tis", "nobler", "in", "the", "mind", "to", "suffer", "the", "slings", "and", "arrows", "of", "outrageous", "fortune"]
     rng = np.random.default_rng(0)
     text = " ".join(rng.choice(words, size=6000))
     return np.asarray(tokenizer(text, add_special_tokens=False).input_ids)
