@@ -156,12 +156,11 @@ class ZeroShotConfig:
             if spec["method"] in STATIC_ONLY:
                 raise ValueError(f"variant {label!r}: method {spec['method']!r} depends on the sequence length; "
                                  f"the one-pass perplexity needs a static plan")
-        labels = [*self.variants, *((self.search.label,) if self.search is not None else ())]
-        unknown = [v for v in self.retrieval.variants if v not in labels]
-        if unknown:
-            raise ValueError(f"retrieval variant {unknown[0]!r} is not in variants ({', '.join(labels)})")
         if self.search is not None:
             _check_search(self)
+        unknown = [v for v in self.retrieval.variants if v not in self.labels]
+        if unknown:
+            raise ValueError(f"retrieval variant {unknown[0]!r} is not in variants ({', '.join(self.labels)})")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype {self.dtype!r} is not allowed; allowed: {', '.join(DTYPES)}")
         for name in ("threads", "docs", "target_length"):
