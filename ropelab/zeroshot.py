@@ -12,7 +12,10 @@ retrieval prompts that are the same for every method:
 * **retention** inside the window: ``ppl(method, n) / ppl(none, n)`` for n <= L, from the same numbers;
 * **retrieval**: passkey (:mod:`ropelab.eval.passkey`), needle-in-a-haystack (:mod:`ropelab.eval.niah`) and the
   RULER tasks of ``retrieval.ruler_tasks`` (:mod:`ropelab.eval.ruler`, samples generated once) over the
-  retrieval lengths, for the ``retrieval`` subset of variants.
+  retrieval lengths, for the ``retrieval`` subset of variants;
+* a **searched variant** (``search``, :class:`SearchConfig`): per-pair factors found by
+  :func:`ropelab.search.coordinate_search` from DPRoPE's against the needle-driven perplexity, on needles in
+  documents nothing reported uses; resolved (and cached) first, then scored like every other variant.
 
 The model and every document are loaded and tokenised once for all methods; a plan is applied and removed in place
 (:func:`ropelab.eval.loading.plan_applied`). Every result is cached in ``$ROPELAB_CACHE/zeroshot/`` under a key of
@@ -113,7 +116,7 @@ class SearchConfig:
             allowed = ", ".join(m for m in METHODS if m not in (*STATIC_ONLY, "none"))
             raise ValueError(f"search.start {self.start!r} is not a static registry method; allowed: {allowed}")
         if not isinstance(self.options, Mapping):
-            raise ValueError(f"search.options must be a mapping of {self.start} options, got {self.options!r}")
+            raise ValueError(f"search.options must be a mapping of {self.start} options, got {self.options!r}")  # noqa: TRY004 (a bad config)
         check_tasks([self.task])
         if TASKS[self.task].family != "niah":
             niah = ", ".join(t for t, v in TASKS.items() if v.family == "niah")
@@ -318,8 +321,8 @@ def searched_plan(model: Any, tokenizer: Any, spec: Any, cfg: ZeroShotConfig, ba
     each evaluation), moves, evaluations, seconds (of the original search, also when cached), the objective's
     sample seeds and haystack documents. Cached as plan JSON on ``base`` (model, dtype, threads, weights, ...),
     the target, the search settings, the start plan, the objective's prompts and the code that scores them."""
-    from ropelab.eval.ruler import needle_ppl
     from ropelab.eval.loading import plan_applied
+    from ropelab.eval.ruler import needle_ppl
     from ropelab.methods import make_plan
     from ropelab.plan import RopePlan
     from ropelab.search import coordinate_search

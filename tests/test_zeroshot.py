@@ -152,7 +152,7 @@ def _search_setup(tmp_path, monkeypatch):
 
 def test_a_searched_variant_is_cached_scored_like_the_others_and_never_sees_the_reported_documents(
         tmp_path, monkeypatch):
-    import ropelab.eval.ruler.needle_ppl as needle_ppl
+    from ropelab.eval.ruler import needle_ppl
     from ropelab.models import load_model
     from ropelab.zeroshot import objective_samples
 
@@ -227,3 +227,17 @@ def test_the_search_block_defaults_keep_the_objective_apart_and_may_be_retrieved
                                                             "niah_single_2")
     assert s.seed != cfg.retrieval.seed and s.split != cfg.split
     assert cfg.labels[-1] == "dprope_search" and cfg.retrieval_variants == ("dprope_search",)
+
+
+def test_the_search_curve_figure_draws_the_best_objective_per_evaluation_and_marks_the_moves():
+    from ropelab.plots.eval import search_curve, search_curve_rows
+
+    record = {"label": "dprope_search", "curve": [9.0, 9.0, 7.0, 7.0, 5.0],
+              "moves": [{"pair": 3, "factor": 2.0, "objective": 7.0, "evaluation": 2},
+                        {"pair": 1, "factor": 1.0, "objective": 5.0, "evaluation": 4}]}
+    rows = search_curve_rows(record)
+    assert [(r["evaluation"], r["objective"], r["move"]) for r in rows] == [
+        (1, 9.0, False), (2, 9.0, False), (3, 7.0, True), (4, 7.0, False), (5, 5.0, True)]
+    fig = search_curve(rows)
+    step, marks = fig.axes[0].lines
+    assert list(step.get_ydata()) == record["curve"] and list(marks.get_xdata()) == [3, 5]
