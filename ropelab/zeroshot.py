@@ -12,7 +12,10 @@ retrieval prompts that are the same for every method:
 * **retention** inside the window: ``ppl(method, n) / ppl(none, n)`` for n <= L, from the same numbers;
 * **retrieval**: passkey (:mod:`ropelab.eval.passkey`), needle-in-a-haystack (:mod:`ropelab.eval.niah`) and the
   RULER tasks of ``retrieval.ruler_tasks`` (:mod:`ropelab.eval.ruler`, samples generated once) over the
-  retrieval lengths, for the ``retrieval`` subset of variants.
+  retrieval lengths, for the ``retrieval`` subset of variants;
+* a **searched variant** (``search``, :class:`SearchConfig`): per-pair factors found by
+  :func:`ropelab.search.coordinate_search` from DPRoPE's against the needle-driven perplexity, on needles in
+  documents nothing reported uses; resolved (and cached) first, then scored like every other variant.
 
 The model and every document are loaded and tokenised once for all methods; a plan is applied and removed in place
 (:func:`ropelab.eval.loading.plan_applied`). Every result is cached in ``$ROPELAB_CACHE/zeroshot/`` under a key of
@@ -74,6 +77,60 @@ class RetrievalConfig:
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    """A searched variant: :func:`ropelab.search.coordinate_search` (LongRoPE2's idea, Shang et al. 2025, sec. 3.3)
+    from ``start``'s factors against the needle-driven perplexity (:func:`ropelab.eval.ruler.needle_perplexity`)
+    of the loaded model, zero-shot; the plan it finds is then scored as one more variant.
+
+    Documents kept apart: the objective's NIAH samples put their needles in a haystack of ``corpus``/``split``
+    (default the Shakespeare *train* plays) instead of the Paul Graham essays, and draw keys, values and depths
+    from ``seed``. What is reported uses other text: the perplexity the profile's ``split`` (test plays), the
+    passkey its filler, NIAH and RULER the Paul Graham essays with ``retrieval.seed`` (which must differ).
+    """
+
+    label: str = "dprope_search"  # the variant's label in every table and figure
+    start: str = "dprope"  # registry method the search starts from: the paper's argmin rule (dprope_robust's fix is
+    #                        reported beside it, so the search is compared with the hand-made fix, not built on it)
+    options: dict = field(default_factory=dict)  # the start method's options (e.g. {bins: 360})
+    budget: int = 12  # objective evaluations, the start's included (each: `samples` forwards of `length` tokens)
+    task: str = "niah_single_2"  # the objective's NIAH task (ropelab.eval.ruler.TASKS, family niah)
+    samples: int = 2  # NIAH samples per evaluation
+    length: int | None = None  # their length in tokens (None: target_length)
+    seed: int = 1  # draws the objective's needles; must differ from retrieval.seed
+    corpus: str = "shakespeare"  # ropelab.data corpus of the haystack (essay-haystack tasks)
+    split: str = "train"  # its split: must not be the perplexity's split of the same corpus
+    values: tuple = ()  # factors a pair may take, within [1, s] (() = 1, sqrt(s), s)
+
+    def __post_init__(self) -> None:
+        from ropelab.data import SPLITS, check_corpus
+        from ropelab.eval.ruler.tasks import TASKS, check_tasks
+        from ropelab.methods import METHODS
+
+        object.__setattr__(self, "values", tuple(float(v) for v in self.values or ()))
+        for name in ("budget", "samples", "seed", *(("length",) if self.length is not None else ())):
+            value = getattr(self, name)
+            low = 0 if name == "seed" else 2 if name == "length" else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"search.{name} must be an integer >= {low}, got {value!r}")
+        if self.start not in METHODS or self.start in (*STATIC_ONLY, "none"):
+            allowed = ", ".join(m for m in METHODS if m not in (*STATIC_ONLY, "none"))
+            raise ValueError(f"search.start {self.start!r} is not a static registry method; allowed: {allowed}")
+        if not isinstance(self.options, Mapping):
+            raise ValueError(f"search.options must be a mapping of {self.start} options, got {self.options!r}")  # noqa: TRY004 (a bad config)
+        check_tasks([self.task])
+        if TASKS[self.task].family != "niah":
+            niah = ", ".join(t for t, v in TASKS.items() if v.family == "niah")
+            raise ValueError(f"search.task {self.task!r} is not a NIAH task; allowed: {niah}")
+        check_corpus(self.corpus)
+        if self.corpus == "paul_graham":
+            raise ValueError("search.corpus 'paul_graham' is the reported NIAH/RULER haystack; use another corpus")
+        if self.split not in (*SPLITS, "all"):
+            raise ValueError(f"search.split {self.split!r} is not allowed; allowed: {', '.join(SPLITS)}, all")
+        if not self.label or ":" in self.label:
+            raise ValueError(f"search.label must be a non-empty name without ':', got {self.label!r}")
+
+
+@dataclass(frozen=True)
 class ZeroShotConfig:
     """One zero-shot profile (``configs/zeroshot/<name>.yaml``)."""
 
@@ -89,6 +146,7 @@ class ZeroShotConfig:
     ppl_lengths: tuple = (2048, 4096, 8192, 12288, 16384)  # truncated-perplexity lengths in tokens
     variants: dict = field(default_factory=lambda: {"none": {"method": "none"}})  # label -> {method, options...}
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    search: SearchConfig | None = None  # a searched variant (scored like the others); None: no search
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ppl_lengths", tuple(int(n) for n in self.ppl_lengths))
@@ -101,9 +159,11 @@ class ZeroShotConfig:
             if spec["method"] in STATIC_ONLY:
                 raise ValueError(f"variant {label!r}: method {spec['method']!r} depends on the sequence length; "
                                  f"the one-pass perplexity needs a static plan")
-        unknown = [v for v in self.retrieval.variants if v not in self.variants]
+        if self.search is not None:
+            _check_search(self)
+        unknown = [v for v in self.retrieval.variants if v not in self.labels]
         if unknown:
-            raise ValueError(f"retrieval variant {unknown[0]!r} is not in variants ({', '.join(self.variants)})")
+            raise ValueError(f"retrieval variant {unknown[0]!r} is not in variants ({', '.join(self.labels)})")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype {self.dtype!r} is not allowed; allowed: {', '.join(DTYPES)}")
         for name in ("threads", "docs", "target_length"):
@@ -112,8 +172,26 @@ class ZeroShotConfig:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
 
     @property
+    def labels(self) -> tuple:
+        """Every variant's label: ``variants``, then the searched one."""
+        return (*self.variants, *((self.search.label,) if self.search is not None else ()))
+
+    @property
     def retrieval_variants(self) -> tuple:
-        return self.retrieval.variants or tuple(self.variants)
+        return self.retrieval.variants or self.labels
+
+
+def _check_search(cfg: ZeroShotConfig) -> None:
+    """The search block against the rest of the profile: its label is new, its documents are not reported."""
+    search = cfg.search
+    if search.label in cfg.variants:
+        raise ValueError(f"search.label {search.label!r} is already a variant; give the searched one another label")
+    if search.seed == cfg.retrieval.seed:
+        raise ValueError(f"search.seed {search.seed} is retrieval.seed: the objective's needles would be the "
+                         f"reported ones; pick another seed")
+    if search.corpus == cfg.corpus and (search.split == cfg.split or "all" in (search.split, cfg.split)):
+        raise ValueError(f"search.split {search.split!r} of {search.corpus} overlaps the perplexity documents "
+                         f"({cfg.corpus}/{cfg.split}); pick another split or corpus")
 
 
 def load_zeroshot_config(source: str | Path | Mapping = "quick",
@@ -212,7 +290,9 @@ def run_zero_shot(cfg: ZeroShotConfig, progress: bool = True, cache: bool = True
         out: dict[str, Any] = {"ppl": [], "passkey": [], "niah": [], "ruler": [], "ruler_averages": [],
                                "plans": plans, "docs": [d for d, _ in docs],
                                "window": spec.original_length}
-        jobs = [(label, "ppl") for label in cfg.variants]
+        if cfg.search is not None:
+            plans[cfg.search.label], out["search"] = searched_plan(model, tokenizer, spec, cfg, base, cache, progress)
+        jobs = [(label, "ppl") for label in cfg.labels]
         kinds = ("passkey", "niah", "ruler") if cfg.retrieval.ruler_tasks else ("passkey", "niah")
         jobs += [(label, kind) for label in cfg.retrieval_variants for kind in kinds if cfg.retrieval.lengths]
         samples = _ruler_samples(cfg, tokenizer) if "ruler" in kinds and cfg.retrieval.lengths else []
@@ -233,6 +313,71 @@ def run_zero_shot(cfg: ZeroShotConfig, progress: bool = True, cache: bool = True
                 result["seconds"] = 0.0
             _collect(out, kind, label, result, cfg)
     return out
+
+
+def searched_plan(model: Any, tokenizer: Any, spec: Any, cfg: ZeroShotConfig, base: Mapping[str, Any],
+                  cache: bool = True, progress: bool = True) -> tuple[Any, dict[str, Any]]:
+    """The plan of ``cfg.search`` on the loaded model, and a record of the search: its curve (best objective after
+    each evaluation), moves, evaluations, seconds (of the original search, also when cached), the objective's
+    sample seeds and haystack documents. Cached as plan JSON on ``base`` (model, dtype, threads, weights, ...),
+    the target, the search settings, the start plan, the objective's prompts and the code that scores them."""
+    from ropelab.eval.loading import plan_applied
+    from ropelab.eval.ruler import needle_ppl
+    from ropelab.methods import make_plan
+    from ropelab.plan import RopePlan
+    from ropelab.search import coordinate_search
+
+    search = cfg.search
+    samples, haystack = objective_samples(cfg, tokenizer)
+    start = make_plan(search.start, spec, cfg.target_length, **search.options)
+    prompts = content_key([[s.task, s.length, s.seed, list(s.ids), list(s.answer_ids)] for s in samples], digits=64)
+    settings = {**base, "kind": "search", "target_length": cfg.target_length, "search": {k: v for k, v in dataclasses.asdict(search).items() if k != "label"},
+                "start": start.to_dict(), "prompts": prompts,
+                "code": _source_digest("ropelab.search", "ropelab.eval.ruler.needle_ppl")}
+    stored = _cached(settings, cache)
+    if stored is not None:
+        plan = RopePlan.from_dict(stored["plan"])
+    else:
+        def objective(candidate: Any) -> float:
+            with plan_applied(model, candidate):
+                return needle_ppl.needle_perplexity(model, samples)
+
+        plan = coordinate_search(objective, spec, cfg.target_length, budget=search.budget, start=search.start,
+                                 values=search.values or None, progress=progress, **search.options)
+        _store(settings, {"plan": plan.to_dict()}, cache)
+    record = {key: plan.details["search"][key] for key in ("start", "start_objective", "objective", "curve",
+                                                           "moves", "evaluations", "budget", "seconds")}
+    record.update(label=search.label, cached=stored is not None, task=search.task,
+                  length=samples[0].length, sample_seeds=sorted({s.seed for s in samples}),
+                  haystack=f"{search.corpus}/{search.split}", haystack_docs=haystack)
+    return plan, record
+
+
+def objective_samples(cfg: ZeroShotConfig, tokenizer: Any) -> tuple[list, list[str]]:
+    """The search objective's NIAH samples and the ids of the documents their haystack is cut from.
+
+    The haystack is ``search.corpus``/``search.split`` (documents in id order, whitespace runs collapsed, as
+    RULER does with the essays), never the Paul Graham essays of the reported NIAH and RULER cells; only as many
+    documents as the longest prompt needs are listed (and used).
+    """
+    import re
+
+    from ropelab.data import load_documents
+    from ropelab.eval.ruler.tasks import TASKS, build_sample
+
+    search = cfg.search
+    length = search.length or cfg.target_length
+    words: list[str] = []
+    used: list[str] = []
+    if TASKS[search.task].options["haystack"] == "essay":
+        for doc in load_documents(search.corpus, search.split):
+            words += re.sub(r"\s+", " ", doc.text).strip().split(" ")
+            used.append(doc.doc_id)
+            if len(words) >= 2 * length:  # a token is at least part of a word: twice the tokens in words is ample
+                break
+    samples = [build_sample(search.task, length, i, search.seed, tokenizer, haystack_words=words)
+               for i in range(search.samples)]
+    return samples, used
 
 
 def _ruler_samples(cfg: ZeroShotConfig, tokenizer: Any) -> list:

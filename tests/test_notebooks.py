@@ -96,6 +96,10 @@ def check_06(m: dict) -> None:
         assert m[f"ppl_beyond.{method}.12288"] < 0.9 * m["ppl_beyond.none.12288"], method
     assert m["passkey.none.accuracy"] >= 0.5
     assert m["ruler.none.1024"] >= 0.5  # inside the window the real model gets RULER's simple tasks right
+    # the searched variant: its budget spent, never worse than its start, scored like the others
+    assert m["search.dprope_search.evaluations"] == 3
+    assert m["search.dprope_search.objective"] <= m["search.dprope_search.start_objective"]
+    assert "ppl.dprope_search.12288" in m and "passkey.dprope_search.accuracy" in m
 
 
 def check_07(m: dict) -> None:

@@ -128,3 +128,116 @@ def test_a_run_is_cached_and_the_cache_is_keyed_on_the_plan(tmp_path, monkeypatc
     assert all(r["seconds"] > 0 for r in other["ppl"])  # a new plan is a new key
     with pytest.raises(ValueError, match="has 2 documents of >= 200 tokens, fewer than docs=3"):
         run_zero_shot(load_zeroshot_config({**settings, "docs": 3}), progress=False)
+
+
+def _search_setup(tmp_path, monkeypatch):
+    """A saved random model, reported text (words w3..w63) and a disjoint haystack folder (words w64..w127)."""
+    monkeypatch.setenv("ROPELAB_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "model"
+    random_model("llama", original_length=64).save_pretrained(folder)
+    word_tokenizer().save_pretrained(folder)
+    rng = np.random.default_rng(0)
+    for name, low, high in (("text", 3, 64), ("hay", 64, 128)):
+        (tmp_path / name).mkdir()
+        for doc in (("a.txt", "b.txt") if name == "text" else ("h1.txt", "h2.txt")):
+            words = [f"w{i}" + ("." if k % 9 == 8 else "") for k, i in enumerate(rng.integers(low, high, size=400))]
+            (tmp_path / name / doc).write_text(" ".join(words))
+    return {"model": str(folder), "dtype": "float32", "threads": 1, "target_length": 256,
+            "corpus": f"text:{tmp_path / 'text'}", "split": "all", "docs": 1, "ppl_lengths": [32, 200],
+            "variants": {"none": {"method": "none"}, "yarn": {"method": "yarn"}},
+            "retrieval": {"variants": ["dprope_search"], "lengths": [256], "passkey_trials": 1,
+                          "ruler_tasks": ["niah_single_2"], "seed": 0},
+            "search": {"budget": 3, "samples": 1, "seed": 5, "corpus": f"text:{tmp_path / 'hay'}", "split": "all"}}
+
+
+def test_a_searched_variant_is_cached_scored_like_the_others_and_never_sees_the_reported_documents(
+        tmp_path, monkeypatch):
+    from ropelab.eval.ruler import needle_ppl
+    from ropelab.models import load_model
+    from ropelab.zeroshot import objective_samples
+
+    settings = _search_setup(tmp_path, monkeypatch)
+    calls = []
+    real = needle_ppl.needle_perplexity
+    monkeypatch.setattr(needle_ppl, "needle_perplexity", lambda model, samples: calls.append(samples) or real(model, samples))
+    cfg = load_zeroshot_config(settings)
+    first = run_zero_shot(cfg, progress=False)
+    found = first["search"]
+    assert len(calls) == found["evaluations"] == 3 and not found["cached"] and found["seconds"] > 0
+    assert len(found["curve"]) == 3 and found["curve"][0] == found["start_objective"]
+    assert all(a >= b for a, b in zip(found["curve"], found["curve"][1:])) and found["objective"] == found["curve"][-1]
+    plan = first["plans"]["dprope_search"]
+    assert plan.method == "longrope" and plan.details["search"]["start"] == "dprope"
+    start = ropelab.make_plan("dprope", plan.spec, 256)
+    assert plan.attention_factor == start.attention_factor
+    assert sum(f != g for f, g in zip(plan.factors, start.factors)) == len(found["moves"])  # one pair per move
+    assert [r["method"] for r in first["ppl"]] == ["none"] * 2 + ["yarn"] * 2 + ["dprope_search"] * 2
+    assert {c["method"] for c in first["passkey"] + first["niah"] + first["ruler"]} == {"dprope_search"}
+    # kept apart: other seeds than the reported RULER samples, a haystack of other documents, and no reported word
+    assert found["sample_seeds"] == [5] and 0 not in found["sample_seeds"]
+    assert found["haystack_docs"] and not set(found["haystack_docs"]) & set(first["docs"])
+    _, tokenizer = load_model(settings["model"])
+    samples, docs = objective_samples(cfg, tokenizer)
+    assert docs == found["haystack_docs"] and [s.seed for s in samples] == [5]
+    used = {w.strip(".") for s in samples for w in s.prompt.split() if w.strip(".")[:1] == "w" and w[1:2].isdigit()}
+    assert used and all(int(w[1:]) >= 64 for w in used)  # only haystack words, none of the reported text's
+    assert calls[0] == samples
+    calls.clear()
+    again = run_zero_shot(cfg, progress=False)
+    assert calls == [] and again["search"]["cached"]  # the plan came from the cache: no objective evaluation
+    assert again["plans"]["dprope_search"].factors == plan.factors
+    assert again["search"]["seconds"] == found["seconds"]  # the original search's cost, kept with the plan
+    assert all(r["seconds"] == 0 for r in again["ppl"])  # the searched plan keys its perplexity as before
+    other = run_zero_shot(load_zeroshot_config({**settings, "search": {**settings["search"], "budget": 2}}),
+                          progress=False)
+    assert len(calls) == other["search"]["evaluations"] == 2  # a changed search setting is a new key
+
+
+@pytest.mark.parametrize("search, message", [
+    ({"budget": 0}, "search.budget must be an integer >= 1"),
+    ({"budget": True}, "search.budget must be an integer"),
+    ({"samples": 0}, "search.samples must be an integer >= 1"),
+    ({"length": 1}, "search.length must be an integer >= 2"),
+    ({"start": "nope"}, "search.start 'nope' is not a static registry method; allowed: .*dprope"),
+    ({"start": "dynamic_ntk"}, "search.start 'dynamic_ntk' is not a static"),
+    ({"task": "vt"}, "search.task 'vt' is not a NIAH task; allowed: niah_single_1"),
+    ({"task": "nope"}, "unknown RULER task"),
+    ({"seed": 0}, "search.seed 0 is retrieval.seed"),
+    ({"split": "test"}, "search.split 'test' of shakespeare overlaps the perplexity documents"),
+    ({"split": "all"}, "search.split 'all' of shakespeare overlaps"),
+    ({"split": "dev"}, "search.split 'dev' is not allowed"),
+    ({"corpus": "paul_graham"}, "'paul_graham' is the reported NIAH/RULER haystack"),
+    ({"corpus": "nope"}, "unknown corpus 'nope'"),
+    ({"label": "yarn"}, "search.label 'yarn' is already a variant"),
+    ({"options": [1]}, "search.options must be a mapping"),
+    ({"budgets": 3}, "unknown key search.'budgets'"),
+])
+def test_bad_search_settings_are_refused_in_one_line(search, message):
+    base = yaml.safe_load((CONFIG_DIR / "zeroshot" / "quick.yaml").read_text())
+    with pytest.raises(ValueError, match=message) as err:
+        load_zeroshot_config({**base, "search": {**base.get("search", {}), **search}})
+    assert "\n" not in str(err.value)
+
+
+def test_the_search_block_defaults_keep_the_objective_apart_and_may_be_retrieved():
+    base = yaml.safe_load((CONFIG_DIR / "zeroshot" / "quick.yaml").read_text())
+    cfg = load_zeroshot_config({**base, "search": {}, "retrieval": {**base["retrieval"], "variants": ["dprope_search"]}})
+    s = cfg.search
+    assert (s.label, s.start, s.corpus, s.split, s.task) == ("dprope_search", "dprope", "shakespeare", "train",
+                                                            "niah_single_2")
+    assert s.seed != cfg.retrieval.seed and s.split != cfg.split
+    assert cfg.labels[-1] == "dprope_search" and cfg.retrieval_variants == ("dprope_search",)
+
+
+def test_the_search_curve_figure_draws_the_best_objective_per_evaluation_and_marks_the_moves():
+    from ropelab.plots.eval import search_curve, search_curve_rows
+
+    record = {"label": "dprope_search", "curve": [9.0, 9.0, 7.0, 7.0, 5.0],
+              "moves": [{"pair": 3, "factor": 2.0, "objective": 7.0, "evaluation": 2},
+                        {"pair": 1, "factor": 1.0, "objective": 5.0, "evaluation": 4}]}
+    rows = search_curve_rows(record)
+    assert [(r["evaluation"], r["objective"], r["move"]) for r in rows] == [
+        (1, 9.0, False), (2, 9.0, False), (3, 7.0, True), (4, 7.0, False), (5, 5.0, True)]
+    fig = search_curve(rows)
+    step, marks = fig.axes[0].lines
+    assert list(step.get_ydata()) == record["curve"] and list(marks.get_xdata()) == [3, 5]

@@ -1,4 +1,5 @@
-"""Perplexity figures: perplexity against context length per method, and short-context retention per method."""
+"""Perplexity figures: perplexity against context length per method, short-context retention per method, and the
+search curve of a searched variant (objective against evaluation)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,36 @@ def retention_bars(rows: Sequence[Mapping], title: str = ""):
     ax.set_xticks(x, [_length_label(n) for n in lengths])
     ax.set_xlabel("context length inside the window (tokens)")
     ax.set_ylabel("ppl / ppl of the original model")
+    if title:
+        ax.set_title(title)
+    ax.legend()
+    return fig
+
+
+def search_curve_rows(search: Mapping) -> list[dict]:
+    """One row per objective evaluation of a search record (``run_zero_shot(cfg)["search"]``): the evaluation
+    (1 = the start plan), the best objective so far, and whether that evaluation was a kept move."""
+    kept = {int(m["evaluation"]) for m in search["moves"]}
+    return [{"label": search["label"], "evaluation": i + 1, "objective": float(v), "move": i in kept}
+            for i, v in enumerate(search["curve"])]
+
+
+def search_curve(rows: Sequence[Mapping], title: str = ""):
+    """Best objective so far (needle perplexity, log scale) against objective evaluations (:func:`search_curve_rows`);
+    kept moves are filled markers, the start is evaluation 1."""
+    import matplotlib.pyplot as plt
+
+    use_style()
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, COLUMN_WIDTH * 0.72))
+    for label in dict.fromkeys(r["label"] for r in rows):
+        mine = [r for r in rows if r["label"] == label]
+        color = method_color(label)
+        ax.step([r["evaluation"] for r in mine], [r["objective"] for r in mine], where="post", color=color, label=label)
+        moves = [r for r in mine if r["move"]]
+        ax.plot([r["evaluation"] for r in moves], [r["objective"] for r in moves], "o", color=color, markersize=4)
+    ax.set_yscale("log")
+    ax.set_xlabel("objective evaluations")
+    ax.set_ylabel("best needle perplexity")
     if title:
         ax.set_title(title)
     ax.legend()

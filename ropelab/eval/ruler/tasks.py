@@ -143,9 +143,11 @@ def random_value(rng: random.Random, kind: str) -> str:
 # --------------------------------------------------------------------------------------------- NIAH
 class NiahBuilder:
     """RULER ``niah.py``: needles "One of the special magic {numbers} for {key} is: {value}." in a noise, essay or
-    needle (distractor needles) haystack of ``n`` units (sentences, words, distractors)."""
+    needle (distractor needles) haystack of ``n`` units (sentences, words, distractors). ``words`` replaces the
+    essays of an essay haystack (e.g. held-out text that nothing reported uses); None: the Paul Graham essays."""
 
-    def __init__(self, task: RulerTask, rng: random.Random):
+    def __init__(self, task: RulerTask, rng: random.Random, words: Sequence[str] | None = None):
+        self.words = None if words is None else tuple(words)
         o = task.options
         self.haystack, self.type_v = o["haystack"], o["type_needle_v"]
         num_k = max(o["num_needle_k"], o["num_needle_q"])  # RULER: at least as many keys as queries
@@ -174,12 +176,15 @@ class NiahBuilder:
         return len(self.needles)  # noise and needle haystacks place each needle before a distinct unit
 
     def max_units(self) -> int | None:
-        return len(essay_words()) if self.haystack == "essay" else None
+        return len(self.essay()) if self.haystack == "essay" else None
+
+    def essay(self) -> tuple[str, ...]:
+        return essay_words() if self.words is None else self.words
 
     def __call__(self, n: int) -> Built:
         rng = random.Random(self.layout_seed)
         if self.haystack == "essay":
-            sentences = split_sentences(" ".join(essay_words()[:n]))
+            sentences = split_sentences(" ".join(self.essay()[:n]))
             at = [int(len(sentences) * d / 100) for d in self.depths]
             pieces, depths, done = [], [], 0
             for position, needle in zip(at, self.needles):
@@ -416,9 +421,10 @@ def fit_units(count: Callable[[int], int], budget: int, lo: int, hi: int | None,
 
 
 def build_sample(task: RulerTask | str, length: int, index: int, seed: int, tokenizer: Any,
-                 qa: Any = None) -> RulerSample:
+                 qa: Any = None, *, haystack_words: Sequence[str] | None = None) -> RulerSample:
     """The sample ``index`` of ``task`` at ``length`` tokens: a pure function of (task, length, index, seed) and
-    the tokenizer. ``qa`` is the parsed QA file of the QA tasks (:func:`ropelab.eval.ruler.qa.read_qa_file`)."""
+    the tokenizer. ``qa`` is the parsed QA file of the QA tasks (:func:`ropelab.eval.ruler.qa.read_qa_file`);
+    ``haystack_words`` replaces the Paul Graham essays of the essay-haystack NIAH tasks (None: the essays)."""
     task = TASKS[task] if isinstance(task, str) else task
     rng = sample_rng(task.name, length, index, seed)
 
@@ -426,7 +432,7 @@ def build_sample(task: RulerTask | str, length: int, index: int, seed: int, toke
         return len(tokenizer(text).input_ids)
 
     if task.family == "niah":
-        builder: Any = NiahBuilder(task, rng)
+        builder: Any = NiahBuilder(task, rng, haystack_words)
     elif task.family == "vt":
         builder = VariableTrackingBuilder(task, rng, count)
     elif task.family == "cwe":
