@@ -147,3 +147,31 @@ def test_answer_nll_is_the_loss_of_the_answer_tokens_only():
     logits = model(ids).logits[0, :-1]
     nll = torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="none")
     assert answer_nll(model, ids, answers) == pytest.approx(float(nll[[2, 3]].mean()))
+
+
+@pytest.mark.parametrize("task, size", [("recall", 4), ("needle", 5), ("passkey", 5)])
+def test_every_answer_is_its_digits(task, size, tokenizer, stream):
+    maker = RowMaker(tokenizer, stream, MixConfig())
+    ids, answers = maker.row(task, 512, np.random.default_rng(7))
+    counts = np.bincount(answers)[1:]
+    assert len(counts) >= 1 and (counts == size).all()
+    assert set(ids[answers > 0].tolist()) <= set(maker.digits.tolist())
+
+
+def test_rows_differ_and_the_length_check_is_exact(tokenizer, tmp_path, monkeypatch):
+    from ropelab.mixture import check_length, mix_rows
+
+    monkeypatch.setenv("ROPELAB_CACHE", str(tmp_path))
+    corpus = tmp_path / "text"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("To be, or not to be, that is the question. " * 400)
+    ids, _ = mix_rows(MixConfig(shares={"copy": 1.0}), tokenizer, f"text:{corpus}", "all", 64, 4)
+    assert len({tuple(row.tolist()) for row in ids}) == 4  # every row its own draw
+    mix = MixConfig(shares={"recall": 1.0})
+    maker = RowMaker(tokenizer, np.arange(5000) % 200 + 10, mix)
+    need = maker.minimum_length("recall")
+    check_length(maker, mix, need, 5000)
+    with pytest.raises(ValueError, match=f"row length {need - 1} is too short for mix task 'recall'"):
+        check_length(maker, mix, need - 1, 5000)
+    with pytest.raises(ValueError, match="does not fit in the corpus split's 100 tokens"):
+        check_length(maker, mix, need, 100)
