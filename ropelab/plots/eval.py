@@ -40,12 +40,7 @@ def ppl_vs_length(rows: Sequence[Mapping], window: int | None = None, title: str
     ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
     ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
     ax.yaxis.set_minor_locator(NullLocator())
-    ax.set_xlabel("context length (tokens)")
-    ax.set_ylabel("perplexity")
-    if title:
-        ax.set_title(title)
-    ax.legend()
-    return fig
+    return _finish(fig, ax, "context length (tokens)", "perplexity", title)
 
 
 def retention_bars(rows: Sequence[Mapping], title: str = ""):
@@ -65,12 +60,7 @@ def retention_bars(rows: Sequence[Mapping], title: str = ""):
         ax.bar(x + (i - (len(methods) - 1) / 2) * width, values, width, color=method_color(method), label=method)
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xticks(x, [_length_label(n) for n in lengths])
-    ax.set_xlabel("context length inside the window (tokens)")
-    ax.set_ylabel("ppl / ppl of the original model")
-    if title:
-        ax.set_title(title)
-    ax.legend()
-    return fig
+    return _finish(fig, ax, "context length inside the window (tokens)", "ppl / ppl of the original model", title)
 
 
 def search_curve_rows(search: Mapping) -> list[dict]:
@@ -95,8 +85,13 @@ def search_curve(rows: Sequence[Mapping], title: str = ""):
         moves = [r for r in mine if r["move"]]
         ax.plot([r["evaluation"] for r in moves], [r["objective"] for r in moves], "o", color=color, markersize=4)
     ax.set_yscale("log")
-    ax.set_xlabel("objective evaluations")
-    ax.set_ylabel("best needle perplexity")
+    return _finish(fig, ax, "objective evaluations", "best needle perplexity", title)
+
+
+def _finish(fig, ax, xlabel: str, ylabel: str, title: str):
+    """Axis labels, the optional title and the legend of one-axes figures; returns the figure."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
     ax.legend()
