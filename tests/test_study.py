@@ -185,7 +185,7 @@ def test_mini_study_end_to_end_and_cached(tmp_path, torch_settings):
     assert searched["method"] == "longrope"
     metrics = study_metrics(third, more)
     assert metrics["check.main_rows_finite"] == metrics["check.main_rows_expected"] == 4
-    assert "paired.dprope_vs_pi.x2.wins" in metrics and math.isfinite(metrics["check.pretrained_break_ratio"])
+    assert "paired.ppl.dprope_vs_pi.x2.wins" in metrics and math.isfinite(metrics["check.pretrained_break_ratio"])
 
 
 def test_gpu_launch_commands_match_the_study_runs(tmp_path):
