@@ -78,15 +78,22 @@ def evaluate_model(model_dir: str | Path, cfg: StudyConfig, window: int, out_dir
     return result
 
 
-def retrieval_rows(cfg: StudyConfig, tokenizer: Any, task: str, length: int):
-    """The held-out rows of ``task`` at ``length``: the study's mix with that task alone, one span per copy row
-    (the far layout), drawn from ``eval.split`` with ``eval.retrieval_seed``. # (N, T) ids and answers"""
+def held_out_rows(cfg: StudyConfig, tokenizer: Any, tasks, length: int, split: str, seed: int, rows: int):
+    """Rows of the study's mix restricted to ``tasks`` (equal shares), one span per copy row (the far layout: the
+    repeat is most of a row away), drawn from ``split`` with ``seed``. # (N, T) ids and answers"""
     import dataclasses
 
     from ropelab.mixture import mix_rows
 
-    mix = dataclasses.replace(cfg.mix, shares={task: 1.0}, copy_spans=(1, 1), seed=cfg.eval.retrieval_seed)
-    return mix_rows(mix, tokenizer, cfg.corpus, cfg.eval.split, length, cfg.eval.retrieval_rows, cfg.max_docs)
+    mix = dataclasses.replace(cfg.mix, shares={t: 1 / len(tasks) for t in tasks}, copy_spans=(1, 1), seed=seed)
+    return mix_rows(mix, tokenizer, cfg.corpus, split, length, rows, cfg.max_docs)
+
+
+def retrieval_rows(cfg: StudyConfig, tokenizer: Any, task: str, length: int):
+    """The held-out rows of ``task`` at ``length``: ``eval.retrieval_rows`` rows of ``eval.split`` drawn with
+    ``eval.retrieval_seed``. # (N, T) ids and answers"""
+    return held_out_rows(cfg, tokenizer, [task], length, cfg.eval.split, cfg.eval.retrieval_seed,
+                         cfg.eval.retrieval_rows)
 
 
 def retrieval(model: Any, tokenizer: Any, cfg: StudyConfig, window: int) -> dict[str, dict[str, float]]:

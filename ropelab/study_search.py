@@ -24,13 +24,10 @@ OBJECTIVE_SPLIT = "validation"
 
 def objective_rows(cfg: StudyConfig, tokenizer: Any, length: int):
     """``(ids, answers)`` of the objective: ``search.rows`` copy + recall rows of ``length`` (validation split)."""
-    from ropelab.mixture import mix_rows
+    from ropelab.study_eval import held_out_rows
 
     tasks = [t for t in ("copy", "recall") if cfg.mix.shares.get(t, 0) > 0] or ["copy"]
-    mix = dataclasses.replace(cfg.mix, shares={t: 1 / len(tasks) for t in tasks}, copy_spans=(1, 1),
-                              seed=cfg.search.seed)
-    ids, answers = mix_rows(mix, tokenizer, cfg.corpus, OBJECTIVE_SPLIT, length, cfg.search.rows, cfg.max_docs)
-    return ids, answers  # (N, T) each
+    return held_out_rows(cfg, tokenizer, tasks, length, OBJECTIVE_SPLIT, cfg.search.seed, cfg.search.rows)
 
 
 @pinned_numerics()

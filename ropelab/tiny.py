@@ -24,7 +24,7 @@ import torch
 from ropelab.config import load_config, to_dict
 from ropelab.determinism import numerics_key, pinned_numerics
 from ropelab.io import atomic_write_text, content_key
-from ropelab.mixture import MixConfig
+from ropelab.mixture import MixConfig, minimum_length
 from ropelab.seeding import seed_everything
 from ropelab.train import (
     DONE_FILE,
@@ -75,8 +75,6 @@ class TinyConfig:
         if self.vocab_size < 260:
             raise ValueError(f"vocab_size must be at least 260 (256 bytes + specials), got {self.vocab_size}")
         if self.mix is not None:  # before the tokenizer exists: a lower bound on what each task needs
-            from ropelab.mixture import minimum_length
-
             for task, share in self.mix.shares.items():
                 need = minimum_length(task, self.mix)
                 if share > 0 and self.window < need:
