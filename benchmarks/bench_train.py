@@ -50,7 +50,7 @@ def _setup(profile: str, target: int):
 
     from transformers import AutoTokenizer
 
-    blocks = training_blocks(AutoTokenizer.from_pretrained(base), cfg.data, plan.target_length)
+    blocks, _ = training_blocks(AutoTokenizer.from_pretrained(base), cfg.data, plan.target_length)
     return cfg, model, blocks
 
 

@@ -19,7 +19,7 @@ from ropelab.train import TrainConfig
 
 MAIN_METHODS = ("none", "pi", "ntk", "yarn", "dprope", "dprope_paper", "dprope_robust", "dprope_continuous",
                 "dprope_search")
-RETRIEVAL_TASKS = tuple(t for t in TASKS if t != "text")
+RETRIEVAL_TASKS = tuple(t for t in TASKS if t not in ("text", "repeat"))  # repeat rows train; copy rows test
 BASELINES = ("none", "pi", "ntk", "yarn")
 PAPER_NHAT_RATIO = {2: 80 / 128, 4: 64 / 128}  # Wu et al. sec. 4.1: n_hat = 80 (8k) and 64 (16k) of 128 dims
 

@@ -106,6 +106,8 @@ def study_metrics(result: Mapping[str, Any], cfg: StudyConfig) -> dict[str, Any]
     for task in cfg.retrieval_tasks():
         out[f"check.pretrained_{task}_inside"] = base.get(f"{task}_{window}", math.nan)
         out[f"check.pretrained_{task}_past"] = base.get(f"{task}_{2 * window}", math.nan)
+        far = round(max(cfg.eval.retrieval_multiples) * window)  # the longest rows scored
+        out[f"check.pretrained_{task}_far"] = base.get(f"{task}_{far}", math.nan) if far > window else math.nan
     expected = {(label, s) for label in cfg.methods for s in cfg.scales
                 if label != "dprope_paper" or s in cfg.paper_nhat_ratio}
     table = cell_summary(rows, metrics)

@@ -181,13 +181,13 @@ def pretrain(cfg: TinyConfig, run_dir: str | Path | None = None, *, force: bool 
         tokenizer = train_tokenizer([d.text for d in docs], cfg.vocab_size)
         tokenizer.save_pretrained(tok_dir)
     data = DataConfig(corpus=cfg.corpus, split="train", max_docs=cfg.max_docs, mix=cfg.mix)
-    blocks = training_blocks(tokenizer, data, cfg.window, rows=recipe.steps * recipe.global_batch)  # (N, L)
+    blocks, mask = training_blocks(tokenizer, data, cfg.window, rows=recipe.steps * recipe.global_batch)  # (N, L)
     seed_everything(recipe.seed)
     model = LlamaForCausalLM(llama_config(cfg, len(tokenizer)))
     (run_dir).mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "tiny_config.json", json.dumps(to_dict(cfg), indent=1, default=str) + "\n")
     result = train_model(model, blocks, recipe, run_dir, resume=not force, desc=f"pre-train {cfg.name} L={cfg.window}",
-                         progress=progress)
+                         progress=progress, loss_mask=mask)
     save_model(result["accelerator"], result["wrapper"], tokenizer, None, model_dir,
                {"key": key, "final": result["last"], "tokens_per_epoch": int(blocks.numel()),
                 "parameters": sum(p.numel() for p in model.parameters())})

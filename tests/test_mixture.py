@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ropelab.eval.answers import answer_accuracy, answer_nll
-from ropelab.mixture import TASKS, MixConfig, RowMaker, minimum_length, task_counts
+from ropelab.mixture import TASKS, MixConfig, RowMaker, loss_mask, minimum_length, task_counts
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def stream(tokenizer):
 def test_shares_must_sum_to_one_and_tasks_be_known():
     with pytest.raises(ValueError, match=r"must sum to 1, got 0\.9"):
         MixConfig(shares={"text": 0.5, "copy": 0.4})
-    with pytest.raises(ValueError, match="unknown mix task 'sort'; allowed: text, copy"):
+    with pytest.raises(ValueError, match="unknown mix task 'sort'; allowed: text, repeat, copy"):
         MixConfig(shares={"text": 0.5, "sort": 0.5})
     with pytest.raises(ValueError, match=r"mix.shares\['copy'\] must be a number in \[0, 1\]"):
         MixConfig(shares={"copy": 1.5, "text": -0.5})
@@ -72,6 +72,47 @@ def test_rows_have_the_length_and_answers_the_truth(task, length, tokenizer, str
                 text = ids[: np.flatnonzero(answers)[0]].tolist()
                 found = any(text[i:i + len(digits)] == digits.tolist() for i in range(len(text)))
                 assert found, (task, digits)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"repeat_period": (1, 0.5)}, r"mix.repeat_period must be \[tokens >= 2, share of the row in \(0, 0.5\]\], got \(1, 0.5\)"),
+    ({"repeat_period": (4, 0.6)}, "mix.repeat_period must be"),
+    ({"loss_on": "digits"}, "mix.loss_on must be one of all, answers, got 'digits'"),
+    ({"alphabet": 8}, "mix.alphabet must be 0 .every token. or an integer >= 16, got 8"),
+])
+def test_bad_mix_options_name_the_value(bad, message):
+    with pytest.raises(ValueError, match=message):
+        MixConfig(**bad)
+
+
+def test_repeat_rows_tile_one_period_and_score_from_its_second_repeat(tokenizer, stream):
+    maker = RowMaker(tokenizer, stream, MixConfig(repeat_period=(4, 0.5)))
+    periods = set()
+    for seed in range(20):
+        ids, answers = maker.row("repeat", 96, np.random.default_rng(seed))
+        scored = np.flatnonzero(answers)
+        p = scored[0] - 1  # the period: scoring starts at the second token of the second period
+        periods.add(int(p))
+        assert 4 <= p <= 48 and scored[-1] == 95 and len(scored) == 95 - p
+        assert np.array_equal(ids[p:], ids[:96 - p])  # a copy one period back
+        assert np.array_equal(answers[scored], np.arange(1, len(scored) + 1))  # one answer per token
+    assert len(periods) > 10  # the period varies row to row: a fixed offset would need no induction
+
+
+def test_alphabet_limits_the_random_tokens(tokenizer, stream):
+    maker = RowMaker(tokenizer, stream, MixConfig(alphabet=16))
+    for task in ("repeat", "copy"):
+        ids, _ = maker.row(task, 160, np.random.default_rng(0))
+        assert set(ids.tolist()) <= set(maker.symbols.tolist()) and len(maker.symbols) == 16
+    with pytest.raises(ValueError, match="mix.alphabet 100000 exceeds the tokenizer's"):
+        RowMaker(tokenizer, stream, MixConfig(alphabet=100000))
+
+
+def test_loss_mask_trains_text_rows_whole_and_other_rows_on_their_answers():
+    answers = torch.tensor([[0, 0, 0, 0], [0, 0, 1, 2], [0, 3, 0, 0]])
+    assert loss_mask(MixConfig(), answers) is None  # loss_on: all
+    mask = loss_mask(MixConfig(loss_on="answers"), answers)
+    assert mask.tolist() == [[True] * 4, [False, False, True, True], [False, True, False, False]]
 
 
 def test_copy_answers_point_at_the_first_occurrence(tokenizer, stream):

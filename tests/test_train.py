@@ -58,6 +58,23 @@ def test_chunked_loss_and_grads_match_transformers(chunk):
         assert torch.allclose(param.grad, ref_grads[name], atol=1e-6, rtol=1e-5), name
 
 
+def test_loss_mask_scores_only_the_masked_tokens_as_transformers_does_with_ignored_labels():
+    model = _random_llama()
+    ids = torch.randint(0, 97, (3, 40))  # (B, T)
+    mask = torch.zeros(3, 40, dtype=torch.bool)
+    mask[0] = True  # a text row: every token
+    mask[1, 30:] = True  # a copy row: its answers
+    mask[2, 5] = True
+    labels = ids.masked_fill(~mask, -100)
+    ref = model(input_ids=ids, labels=labels).loss  # transformers shifts labels: token t+1 scored from t
+    ours = ChunkedCausalLM(model, 0)(ids, loss_mask=mask)
+    assert torch.allclose(ours, ref, atol=1e-6, rtol=1e-6)
+    every = ChunkedCausalLM(model, 0)(ids, reduction="none")  # (B, T - 1)
+    masked = ChunkedCausalLM(model, 0)(ids, reduction="none", loss_mask=mask)
+    assert torch.equal(masked[~mask[:, 1:]], torch.zeros(int((~mask[:, 1:]).sum())))
+    assert torch.allclose(masked[mask[:, 1:]], every[mask[:, 1:]])
+
+
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_torch_linear_cross_entropy_path_equals_the_plain_loss(reduction):
     """Several chunks in float32 go through F.linear_cross_entropy: the numbers and gradients of one plain chunk."""
@@ -251,7 +268,7 @@ def test_logged_loss_is_the_mean_over_the_accumulated_micro_batches(base_model, 
     cfg = _short(base_model, tmp_path / "run", steps=1, micro_batch=1)
     run = finetune(cfg=cfg, progress=False)
     model = apply_plan(AutoModelForCausalLM.from_pretrained(base_model), make_run_plan(cfg)).eval()
-    blocks = training_blocks(AutoTokenizer.from_pretrained(base_model), cfg.data, cfg.target_length)
+    blocks, _ = training_blocks(AutoTokenizer.from_pretrained(base_model), cfg.data, cfg.target_length)
     with torch.no_grad():
         losses = [float(model(input_ids=blocks[sample_indices(0, m, 0, len(blocks), cfg, 1)],
                               labels=blocks[sample_indices(0, m, 0, len(blocks), cfg, 1)]).loss) for m in (0, 1)]

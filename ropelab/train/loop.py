@@ -74,8 +74,11 @@ def make_accelerator(cfg: TrainConfig, run_dir: Path):
 
 def train_model(model: torch.nn.Module, blocks: torch.Tensor, cfg: TrainConfig, run_dir: str | Path, *,
                 resume: bool | str | Path = False, stop_after_steps: int | None = None, accelerator: Any = None,
-                desc: str = "train", progress: bool = True) -> dict[str, Any]:
+                desc: str = "train", progress: bool = True, loss_mask: torch.Tensor | None = None) -> dict[str, Any]:
     """Train ``model`` on ``blocks`` (N, T) with ``cfg``'s optimizer and batch; returns the run summary.
+
+    ``loss_mask`` (N, T) bool: the tokens of each block the loss scores (None: all; see
+    :func:`ropelab.train.sampler.training_blocks`).
 
     ``resume``: False starts at step 0; a checkpoint folder continues from it; True continues from the newest
     checkpoint of ``run_dir`` when there is one (ValueError naming it when it is damaged). The model is trained in
@@ -128,8 +131,9 @@ def train_model(model: torch.nn.Module, blocks: torch.Tensor, cfg: TrainConfig, 
         for micro in range(accum):
             idx = sample_indices(step, micro, rank, len(blocks), cfg, processes)
             batch = blocks[idx].to(accelerator.device)  # (micro, T)
+            mask = None if loss_mask is None else loss_mask[idx].to(accelerator.device)  # (micro, T)
             with accelerator.accumulate(wrapper):
-                loss = wrapper(batch)
+                loss = wrapper(batch, loss_mask=mask)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(wrapper.parameters(), cfg.max_grad_norm)

@@ -88,11 +88,16 @@ class ChunkedCausalLM(torch.nn.Module):
         self.model = model
         self.chunk_tokens = chunk_tokens
 
-    def forward(self, input_ids: torch.Tensor, reduction: str = "mean") -> torch.Tensor:  # (B, T)
+    def forward(self, input_ids: torch.Tensor, reduction: str = "mean",
+                loss_mask: torch.Tensor | None = None) -> torch.Tensor:  # (B, T), (B, T) bool
+        """``loss_mask``: which tokens are predicted and scored (None: all); the mean is over those."""
         body = getattr(self.model, self.model.base_model_prefix)
         hidden = body(input_ids=input_ids, use_cache=False).last_hidden_state  # (B, T, H)
         head = self.model.get_output_embeddings()
-        return chunked_lm_loss(hidden[:, :-1], head.weight, input_ids[:, 1:], self.chunk_tokens, reduction)
+        labels = input_ids[:, 1:]  # (B, T - 1)
+        if loss_mask is not None:
+            labels = labels.masked_fill(~loss_mask[:, 1:], -100)
+        return chunked_lm_loss(hidden[:, :-1], head.weight, labels, self.chunk_tokens, reduction)
 
 
 @torch.no_grad()

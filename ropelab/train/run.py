@@ -86,7 +86,7 @@ def finetune(base_dir: str | Path | None = None, plan: RopePlan | None = None, c
     model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32,
                                                  attn_implementation=cfg.attn_implementation)
     apply_plan(model, plan)
-    blocks = training_blocks(tokenizer, cfg.data, plan.target_length, rows=cfg.steps * cfg.global_batch)
+    blocks, mask = training_blocks(tokenizer, cfg.data, plan.target_length, rows=cfg.steps * cfg.global_batch)
     accelerator = make_accelerator(cfg, run_dir)
     if accelerator.is_main_process:  # the inputs are good: now the run folder is written
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -97,7 +97,7 @@ def finetune(base_dir: str | Path | None = None, plan: RopePlan | None = None, c
         else:
             ckpt.set_aside_after(run_dir, start_from[0])
     result = train_model(model, blocks, cfg, run_dir, resume=start_from[1] if start_from else False,
-                         stop_after_steps=stop_after_steps, accelerator=accelerator,
+                         stop_after_steps=stop_after_steps, accelerator=accelerator, loss_mask=mask,
                          desc=f"{plan.method} {plan.spec.original_length}->{plan.target_length}", progress=progress)
     save_model(result["accelerator"], result["wrapper"], tokenizer, plan, run_dir / MODEL_SUBDIR,
                {"key": key, "final": result["last"]})

@@ -27,21 +27,26 @@ def sample_indices(step: int, micro: int, rank: int, n_blocks: int, cfg: TrainCo
     return out
 
 
-def training_blocks(tokenizer: Any, data: DataConfig, length: int, rows: int | None = None) -> torch.Tensor:
-    """Token rows of ``length``: packed text from the split's documents (:func:`ropelab.data.packed_sequences`),
-    or, with ``data.mix``, ``rows`` rows of that long-range mix (:func:`ropelab.mixture.mix_rows`). # (N, T)"""
+def training_blocks(tokenizer: Any, data: DataConfig, length: int,
+                    rows: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Token rows of ``length`` and which of their tokens the loss scores: packed text from the split's documents
+    (:func:`ropelab.data.packed_sequences`; every token), or, with ``data.mix``, ``rows`` rows of that long-range
+    mix (:func:`ropelab.mixture.mix_rows`, scored per :func:`ropelab.mixture.loss_mask`). # (N, T), (N, T) or None"""
+    mask = None
     if data.mix is not None:
-        from ropelab.mixture import mix_rows
+        from ropelab.mixture import loss_mask, mix_rows
 
         if rows is None:
             raise ValueError("a data.mix needs the number of rows to draw (steps x global_batch)")
-        blocks = mix_rows(data.mix, tokenizer, data.corpus, data.split, length, rows, data.max_docs)[0]
+        blocks, answers = mix_rows(data.mix, tokenizer, data.corpus, data.split, length, rows, data.max_docs)
+        mask = loss_mask(data.mix, answers)
     else:
         from ropelab.data import packed_sequences
 
         blocks = packed_sequences(data.corpus, data.split, tokenizer, length, data.max_docs)
     if data.max_blocks is not None:
         blocks = blocks[: data.max_blocks]
+        mask = None if mask is None else mask[: data.max_blocks]
     if len(blocks) == 0:
         raise ValueError(f"data.corpus {data.corpus!r} has fewer than {length} tokens in split {data.split!r}")
-    return blocks
+    return blocks, mask
