@@ -260,7 +260,7 @@ def minimum_length(task: str, mix: MixConfig, tokens: Any = None) -> int:
     passkey = (count(TASK + "\n") + count("\n" + QUESTION) + 2 * count(FILLER + " ")
                + sum(count(t) for t in KEY_LINE.split("{key}")) + 2 * count("\n") + 10 + 6 + 24)
     needle = 2 * (count(NEEDLE) + 5 + count(PAIR_TEXT[2])) + 8
-    return {"text": 2, "repeat": 2 * mix.repeat_period[0] + 2, "copy": 16, "recall": 2 * mix.recall_queries * pair + 8, "needle": needle,
+    return {"text": 2, "repeat": mix.repeat_period[0] + 2, "copy": 16, "recall": 2 * mix.recall_queries * pair + 8, "needle": needle,
             "passkey": passkey}[task]
 
 

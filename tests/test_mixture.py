@@ -99,6 +99,14 @@ def test_repeat_rows_tile_one_period_and_score_from_its_second_repeat(tokenizer,
     assert len(periods) > 10  # the period varies row to row: a fixed offset would need no induction
 
 
+def test_a_repeat_row_of_the_minimum_length_has_answers(tokenizer, stream):
+    for period in ((4, 0.5), (9, 0.25)):
+        mix = MixConfig(repeat_period=period)
+        n = minimum_length("repeat", mix)
+        assert RowMaker(tokenizer, stream, mix).row("repeat", n, np.random.default_rng(0))[1].max() > 0
+        assert RowMaker(tokenizer, stream, mix).row("repeat", n - 1, np.random.default_rng(0))[1].max() == 0
+
+
 def test_alphabet_limits_the_random_tokens(tokenizer, stream):
     maker = RowMaker(tokenizer, stream, MixConfig(alphabet=16))
     for task in ("repeat", "copy"):

@@ -65,6 +65,26 @@ def test_variants_of_the_quick_profile():
     assert all(v.scale == 2 for v in vs if v.group != "main")
 
 
+def test_repeat_rows_train_but_are_not_scored():
+    """Repeat rows copy at most L/2 back (seen in training): the study scores copy rows, whose repeat is far."""
+    assert load_study_config("quick").retrieval_tasks() == ("copy",)
+    assert load_study_config("full").retrieval_tasks() == ("copy", "recall", "needle")
+    assert load_study_config("full").mix.shares["repeat"] > 0
+
+
+@pytest.mark.parametrize("multiples, far", [([1, 2, 4], 0.25), ([1], None)])
+def test_pretrained_checks_read_inside_past_and_far(multiples, far):
+    """``check.pretrained_copy_far`` is the pre-trained model at the longest rows scored, absent when none is past L."""
+    from ropelab.study_tables import study_metrics
+
+    cfg = load_study_config("quick", {"eval.retrieval_multiples": multiples, "methods": ["none"]})
+    base = {"ppl_32": 50.0, "ppl_64": 40.0, "copy_64": 0.95, "copy_128": 0.5, "copy_256": 0.25,
+            **{f"band_{n}": 41.0 for n in (64, 128, 256, 512)}}
+    out = study_metrics({"rows": [], "base": base, "window": 64}, cfg)
+    assert out["check.pretrained_copy_inside"] == 0.95 and out["check.pretrained_context_ratio"] == 0.8
+    assert out.get("check.pretrained_copy_far") == far
+
+
 def test_mean_std_by_hand():
     assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0, 3)
     assert mean_std([5.0]) == (5.0, 0.0, 1)

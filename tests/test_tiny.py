@@ -71,3 +71,32 @@ def test_pretrain_learns_is_cached_and_reports_per_position_loss(tmp_path):
     assert math.isclose(report["ppl"][64], math.exp(losses[:63].mean()), rel_tol=1e-9)
     assert math.isclose(report["band_ppl"][128], math.exp(losses[63:127].mean()), rel_tol=1e-9)
     assert report["rows"] == 4 and report["window"] == 32
+
+
+def test_pretraining_on_a_mix_scores_text_rows_whole_and_other_rows_on_their_answers(tmp_path):
+    """Step 1's logged loss is the freshly initialised model's loss over exactly the tokens ``loss_mask`` keeps:
+    ``pretrain`` hands the mix's mask to the loop (a dropped mask trains on random filler and forms no copying)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    from ropelab.mixture import MixConfig
+    from ropelab.seeding import seed_everything
+    from ropelab.train import DataConfig, read_metrics, sample_indices, training_blocks
+
+    mix = MixConfig(shares={"text": 0.5, "repeat": 0.5}, loss_on="answers")
+    cfg = TinyConfig(name="micro-mix", corpus="stdlib", max_docs=30, vocab_size=300, layers=1, hidden=64, heads=1,
+                     head_dim=64, intermediate=128, window=32, mix=mix,
+                     train=TrainConfig(steps=1, global_batch=4, micro_batch=4, learning_rate=3e-3, warmup_steps=0,
+                                       schedule="constant", loss_chunk_tokens=0, trackers="none"))
+    model_dir = pretrain(cfg, tmp_path, progress=False)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    blocks, mask = training_blocks(tokenizer, DataConfig(corpus="stdlib", split="train", max_docs=30, mix=mix), 32,
+                                   rows=4)
+    idx = sample_indices(0, 0, 0, len(blocks), cfg.train, 1)
+    assert not mask[idx].all() and mask[idx].all(dim=1).any()  # input sanity: text and repeat rows in the batch
+    seed_everything(cfg.train.seed)
+    fresh = LlamaForCausalLM(llama_config(cfg, len(tokenizer)))
+    with torch.no_grad():
+        expected = fresh(input_ids=blocks[idx], labels=blocks[idx].masked_fill(~mask[idx], -100)).loss
+    (row,) = read_metrics(tmp_path)
+    assert row["loss"] == pytest.approx(float(expected), rel=1e-5)

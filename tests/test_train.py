@@ -278,6 +278,32 @@ def test_logged_loss_is_the_mean_over_the_accumulated_micro_batches(base_model, 
     assert row["tokens"] == 2 * 64
 
 
+def test_a_mix_with_loss_on_answers_trains_on_text_rows_and_answers_only(base_model, tmp_path):
+    """With ``mix.loss_on: answers`` the logged loss of step 1 is the model's loss over exactly the tokens
+    ``loss_mask`` keeps (text rows whole, repeat rows on their answers): the mask reaches the loop."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ropelab.hf import apply_plan
+    from ropelab.mixture import MixConfig
+    from ropelab.train import make_run_plan, training_blocks
+
+    mix = MixConfig(shares={"text": 0.5, "repeat": 0.5}, loss_on="answers")
+    cfg = _short(base_model, tmp_path / "run", steps=1, micro_batch=1,
+                 data=DataConfig(corpus="stdlib", max_docs=30, mix=mix))
+    run = finetune(cfg=cfg, progress=False)
+    model = apply_plan(AutoModelForCausalLM.from_pretrained(base_model), make_run_plan(cfg)).eval()
+    blocks, mask = training_blocks(AutoTokenizer.from_pretrained(base_model), cfg.data, cfg.target_length, rows=2)
+    assert mask is not None and not mask.all() and mask.all(dim=1).any()  # input sanity: one text row, one not
+    losses = []
+    with torch.no_grad():
+        for micro in (0, 1):
+            idx = sample_indices(0, micro, 0, len(blocks), cfg, 1)
+            labels = blocks[idx].masked_fill(~mask[idx], -100)
+            losses.append(float(model(input_ids=blocks[idx], labels=labels).loss))
+    (row,) = read_metrics(run)
+    assert row["loss"] == pytest.approx(sum(losses) / 2, rel=1e-5)
+
+
 def test_learning_rate_schedule_by_hand():
     from ropelab.train.loop import _lr_lambda
 
