@@ -7,7 +7,7 @@ This mix makes context necessary. Every row has exactly the requested length and
 * ``text``    -- a window of the corpus (natural text: what perplexity measures);
 * ``repeat``  -- one random span of a random period (4 .. half the row) repeated to the end: every token after
   the first period is predictable only by copying (the dense signal that makes an induction circuit form in a
-  CPU budget: about 400 steps at L = 64, measured; the sparse ``copy`` rows alone form none in 12M tokens);
+  CPU budget: 400-900 steps at L = 64, measured; the sparse ``copy`` rows alone form none in 12M tokens);
 * ``copy``    -- random tokens, a span, more random tokens, then the same span again (induction / copying,
   Olsson et al. 2022): the repeat is predictable only from the first occurrence, about a row away;
 * ``recall``  -- multi-key associative recall (Zoology's MQAR; RULER's niah_multikey): ``key <k1 k2> = dddd.``
@@ -260,8 +260,8 @@ def minimum_length(task: str, mix: MixConfig, tokens: Any = None) -> int:
     passkey = (count(TASK + "\n") + count("\n" + QUESTION) + 2 * count(FILLER + " ")
                + sum(count(t) for t in KEY_LINE.split("{key}")) + 2 * count("\n") + 10 + 6 + 24)
     needle = 2 * (count(NEEDLE) + 5 + count(PAIR_TEXT[2])) + 8
-    return {"text": 2, "repeat": mix.repeat_period[0] + 2, "copy": 16, "recall": 2 * mix.recall_queries * pair + 8, "needle": needle,
-            "passkey": passkey}[task]
+    return {"text": 2, "repeat": mix.repeat_period[0] + 2, "copy": 16, "recall": 2 * mix.recall_queries * pair + 8,
+            "needle": needle, "passkey": passkey}[task]
 
 
 def task_counts(mix: MixConfig, rows: int) -> dict[str, int]:
