@@ -181,10 +181,14 @@ class Oracle(torch.nn.Module):
 def test_answer_accuracy_counts_groups_and_tokens():
     ids = torch.tensor([[1, 2, 3, 4, 5, 6], [7, 8, 9, 10, 11, 12]])
     answers = torch.tensor([[0, 0, 1, 1, 2, 2], [0, 0, 0, 1, 1, 1]])
-    assert answer_accuracy(Oracle(ids, set()), ids, answers) == {"accuracy": 1.0, "token_accuracy": 1.0, "answers": 3}
-    # one wrong token in answer 2 of row 0: that group fails, 5 of 6 tokens right
+    assert answer_accuracy(Oracle(ids, set()), ids, answers) == {"accuracy": 1.0, "token_accuracy": 1.0, "answers": 3,
+                                                                 "by_position": [1.0, 1.0, 1.0]}
+    # one wrong token, the second of answer 2 in row 0: that group fails, 6 of 7 tokens right
     result = answer_accuracy(Oracle(ids, {(0, 5)}), ids, answers)
     assert result["accuracy"] == pytest.approx(2 / 3) and result["token_accuracy"] == pytest.approx(6 / 7)
+    assert result["by_position"] == pytest.approx([1.0, 2 / 3, 1.0])  # 3 first tokens, 3 second, 1 third
+    first = answer_accuracy(Oracle(ids, {(0, 2), (1, 3)}), ids, answers)["by_position"]
+    assert first == pytest.approx([1 / 3, 1.0, 1.0])
     with pytest.raises(ValueError, match="no answer tokens"):
         answer_accuracy(Oracle(ids, set()), ids, torch.zeros_like(ids))
 

@@ -16,7 +16,10 @@ import torch
 
 @torch.no_grad()
 def answer_accuracy(model: Any, ids: torch.Tensor, answers: torch.Tensor, batch_size: int = 8) -> dict[str, float]:
-    """``{"accuracy": share of answer groups right, "token_accuracy": share of answer tokens right, "answers": n}``.
+    """``{"accuracy": share of answer groups right, "token_accuracy": share of answer tokens right, "answers": n,
+    "by_position": [share right of the k-th token of every answer with more than k tokens, k = 0, 1, ...]}``
+    (``by_position`` tells which token of an answer fails: e.g. a recall value's first digit, after a ``=`` that
+    every pair shares).
 
     Args:
         ids: token rows. # (N, T)
@@ -26,6 +29,7 @@ def answer_accuracy(model: Any, ids: torch.Tensor, answers: torch.Tensor, batch_
         raise ValueError(f"ids {tuple(ids.shape)} and answers {tuple(answers.shape)} must have the same shape")
     device = next(model.parameters()).device
     groups_right = groups = tokens_right = tokens = 0
+    by_position: list[list[int]] = []  # [right, seen] per token index within an answer
     for start in range(0, len(ids), batch_size):
         batch, marks = ids[start:start + batch_size].to(device), answers[start:start + batch_size, 1:]  # (B, T)
         logits = model(batch).logits[:, :-1]  # (B, T-1, V): position t predicts token t+1
@@ -42,9 +46,17 @@ def answer_accuracy(model: Any, ids: torch.Tensor, answers: torch.Tensor, batch_
             present = torch.bincount(labels, minlength=size) > 0
             groups += int(present.sum())
             groups_right += int((present & (wrong == 0)).sum())
+            row_right = row_hit[row_marks > 0]  # (n,) in row order
+            for g in labels.unique():
+                for k, right in enumerate(row_right[labels == g].tolist()):
+                    if k == len(by_position):
+                        by_position.append([0, 0])
+                    by_position[k][0] += int(right)
+                    by_position[k][1] += 1
     if groups == 0:
         raise ValueError("the rows hold no answer tokens (every answers entry is 0)")
-    return {"accuracy": groups_right / groups, "token_accuracy": tokens_right / tokens, "answers": groups}
+    return {"accuracy": groups_right / groups, "token_accuracy": tokens_right / tokens, "answers": groups,
+            "by_position": [right / seen for right, seen in by_position]}
 
 
 @torch.no_grad()
