@@ -10,7 +10,7 @@ This mix makes context necessary. Every row has exactly the requested length and
   CPU budget: 400-900 steps at L = 64, measured; the sparse ``copy`` rows alone form none in 12M tokens);
 * ``copy``    -- random tokens, a span, more random tokens, then the same span again (induction / copying,
   Olsson et al. 2022): the repeat is predictable only from the first occurrence, about a row away;
-* ``recall``  -- multi-key associative recall (Zoology's MQAR; RULER's niah_multikey): ``key <k1 k2> = dddd.``
+* ``recall``  -- multi-key associative recall (Zoology's MQAR; RULER's niah_multikey): ``key <k1 k2>dddd.``
   pairs hidden in text, then queries of some of the keys, answered with their 4 digits;
 * ``passkey`` -- the standard passkey prompt (:mod:`ropelab.eval.passkey`) with its answer, key at a random depth.
 
@@ -248,7 +248,8 @@ class RowMaker:
 
 
 NEEDLE = "\nThe pass key is "  # the needle line: NEEDLE + 5 digits + PAIR_TEXT[2]
-PAIR_TEXT = ("\nkey ", " = ", ".\n")  # a recall pair: "key <k1 k2> = dddd." on its own line
+PAIR_TEXT = ("\nkey ", "", ".\n")  # a recall pair: "key <k1 k2>dddd." on its own line (no shared " = ":
+# with one before every value, a one-token match cannot tell the pairs apart; first digit 0.50 right, measured)
 
 
 def minimum_length(task: str, mix: MixConfig, tokens: Any = None) -> int:
@@ -310,6 +311,12 @@ def mix_rows(mix: MixConfig, tokenizer: Any, corpus: str, split: str, length: in
         return torch.from_numpy(data["ids"]).long(), torch.from_numpy(data["answers"]).long()  # (N, T) each
 
 
+def rows_key(mix: MixConfig | None) -> dict:
+    """What a cache key over rows of ``mix`` must hold besides the config: the builders' :data:`VERSION` (a model
+    trained on rows of other builders is another model). ``{}`` without a mix, so text-only keys do not change."""
+    return {} if mix is None else {"mix_rows": VERSION}
+
+
 def loss_mask(mix: MixConfig, answers: Any) -> Any:
     """Which tokens training scores, from a row set's answer masks: ``None`` (all) for ``loss_on: all``; else
     every token of the rows without answers (text) and the answer tokens of the others. # (N, T) bool"""
@@ -329,4 +336,4 @@ def check_length(maker: RowMaker, mix: MixConfig, length: int, stream_tokens: in
         raise ValueError(f"row length {length} does not fit in the corpus split's {stream_tokens} tokens")
 
 
-VERSION = 4  # bump when the row builders change: every cached row set is rebuilt
+VERSION = 5  # bump when the row builders change: every cached row set is rebuilt

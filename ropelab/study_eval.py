@@ -22,6 +22,7 @@ import numpy as np
 from ropelab.config import to_dict
 from ropelab.determinism import numerics_key, pinned_numerics
 from ropelab.io import atomic_write_text, content_key
+from ropelab.mixture import rows_key
 from ropelab.study_config import StudyConfig, Variant, eval_lengths
 
 EVAL_FILE = "study_eval-{key}.json"
@@ -52,7 +53,7 @@ def evaluate_model(model_dir: str | Path, cfg: StudyConfig, window: int, out_dir
     from ropelab.eval.perplexity import perplexity
 
     key = content_key({"eval": to_dict(cfg.eval), "corpus": cfg.corpus, "window": window, "version": 2,
-                       "mix": to_dict(cfg.mix), "numerics": numerics_key()})
+                       "mix": to_dict(cfg.mix), "numerics": numerics_key(), **rows_key(cfg.mix)})
     path = Path(out_dir) / EVAL_FILE.format(key=key)
     if path.is_file():
         return json.loads(path.read_text())

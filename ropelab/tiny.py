@@ -24,7 +24,7 @@ import torch
 from ropelab.config import load_config, to_dict
 from ropelab.determinism import numerics_key, pinned_numerics
 from ropelab.io import atomic_write_text, content_key
-from ropelab.mixture import MixConfig, minimum_length
+from ropelab.mixture import MixConfig, minimum_length, rows_key
 from ropelab.seeding import seed_everything
 from ropelab.train import (
     DONE_FILE,
@@ -115,7 +115,7 @@ def config_key(cfg: TinyConfig) -> str:
     data = to_dict(cfg)
     for volatile in ("output_dir", "trackers", "checkpoint_every", "keep_checkpoints", "log_every"):
         data["train"].pop(volatile, None)
-    return content_key({**data, "numerics": numerics_key()})
+    return content_key({**data, "numerics": numerics_key(), **rows_key(cfg.mix)})
 
 
 def run_folder(cfg: TinyConfig) -> Path:

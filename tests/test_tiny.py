@@ -100,3 +100,22 @@ def test_pretraining_on_a_mix_scores_text_rows_whole_and_other_rows_on_their_ans
         expected = fresh(input_ids=blocks[idx], labels=blocks[idx].masked_fill(~mask[idx], -100)).loss
     (row,) = read_metrics(tmp_path)
     assert row["loss"] == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_a_change_of_the_row_builders_is_a_new_model_only_for_mix_configs(monkeypatch):
+    """``mixture.VERSION`` is in the keys of models trained on mix rows (pre-training, fine-tuning, evaluation), and
+    not in those of text-only models, whose cached runs stay valid."""
+    import ropelab.mixture as mixture
+    from ropelab.mixture import MixConfig
+    from ropelab.methods import make_plan
+    from ropelab.spec import RopeSpec
+    from ropelab.train import DataConfig, config_hash
+
+    mix = TinyConfig(mix=MixConfig(shares={"text": 0.5, "repeat": 0.5}))
+    text = TinyConfig()
+    run = TrainConfig(data=DataConfig(mix=mix.mix))
+    plan = make_plan("pi", RopeSpec(10000.0, 64, 256), 512)
+    before = config_key(mix), config_key(text), config_hash(run, plan), config_hash(TrainConfig(), plan)
+    monkeypatch.setattr(mixture, "VERSION", mixture.VERSION + 1)
+    after = config_key(mix), config_key(text), config_hash(run, plan), config_hash(TrainConfig(), plan)
+    assert [b != a for b, a in zip(before, after)] == [True, False, True, False]

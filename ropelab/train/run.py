@@ -22,6 +22,7 @@ from ropelab.seeding import seed_everything
 from ropelab.train.config import TrainConfig, validate
 from ropelab.train.loop import DONE_FILE, MODEL_SUBDIR, make_accelerator, process_state, save_model, train_model
 from ropelab.train.metrics import truncate_metrics
+from ropelab.mixture import rows_key
 from ropelab.train.sampler import training_blocks
 
 
@@ -29,7 +30,7 @@ def config_hash(cfg: TrainConfig, plan: RopePlan) -> str:
     """16 hex digits over the recipe (without its output folder) and the plan: a finished run with the same key
     is reused."""
     payload = {"config": to_dict(dataclasses.replace(cfg, output_dir="")), "plan": plan.to_dict(),
-               "numerics": numerics_key()}
+               "numerics": numerics_key(), **rows_key(cfg.data.mix)}
     return content_key(payload)
 
 
