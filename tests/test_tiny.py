@@ -105,9 +105,9 @@ def test_pretraining_on_a_mix_scores_text_rows_whole_and_other_rows_on_their_ans
 def test_a_change_of_the_row_builders_is_a_new_model_only_for_mix_configs(monkeypatch):
     """``mixture.VERSION`` is in the keys of models trained on mix rows (pre-training, fine-tuning, evaluation), and
     not in those of text-only models, whose cached runs stay valid."""
-    import ropelab.mixture as mixture
-    from ropelab.mixture import MixConfig
+    from ropelab import mixture
     from ropelab.methods import make_plan
+    from ropelab.mixture import MixConfig
     from ropelab.spec import RopeSpec
     from ropelab.train import DataConfig, config_hash
 
