@@ -107,6 +107,20 @@ def test_a_repeat_row_of_the_minimum_length_has_answers(tokenizer, stream):
         assert RowMaker(tokenizer, stream, mix).row("repeat", n - 1, np.random.default_rng(0))[1].max() == 0
 
 
+def test_a_one_token_match_picks_the_recall_pair(tokenizer, stream):
+    """The token before each asked value is the key's own last token: wherever it precedes digits earlier in the row,
+    they are that value (a shared ` = ` before every value left a 2-layer model at 0.50 on the first digit)."""
+    maker = RowMaker(tokenizer, stream, MixConfig())
+    for seed in range(5):
+        ids, answers = maker.row("recall", 256, np.random.default_rng(seed))
+        for g in range(1, int(answers.max()) + 1):
+            at = np.flatnonzero(answers == g)
+            cue, value = ids[at[0] - 1], ids[at].tolist()
+            followers = {tuple(ids[i + 1:i + 1 + len(value)].tolist()) for i in range(at[0] - 1) if ids[i] == cue
+                         and ids[i + 1] in maker.digits}
+            assert followers == {tuple(value)}, (seed, g, followers)
+
+
 def test_alphabet_limits_the_random_tokens(tokenizer, stream):
     maker = RowMaker(tokenizer, stream, MixConfig(alphabet=16))
     for task in ("repeat", "copy"):
