@@ -18,8 +18,7 @@ import torch
 def answer_accuracy(model: Any, ids: torch.Tensor, answers: torch.Tensor, batch_size: int = 8) -> dict[str, float]:
     """``{"accuracy": share of answer groups right, "token_accuracy": share of answer tokens right, "answers": n,
     "by_position": [share right of the k-th token of every answer with more than k tokens, k = 0, 1, ...]}``
-    (``by_position`` tells which token of an answer fails: e.g. a recall value's first digit, after a ``=`` that
-    every pair shares).
+    (``by_position`` tells which token of an answer fails: e.g. a first digit whose cue is shared by every pair).
 
     Args:
         ids: token rows. # (N, T)
@@ -29,7 +28,7 @@ def answer_accuracy(model: Any, ids: torch.Tensor, answers: torch.Tensor, batch_
         raise ValueError(f"ids {tuple(ids.shape)} and answers {tuple(answers.shape)} must have the same shape")
     device = next(model.parameters()).device
     groups_right = groups = tokens_right = tokens = 0
-    by_position: list[list[int]] = []  # [right, seen] per token index within an answer
+    seen_at = right_at = torch.zeros(0, dtype=torch.long)  # per token index k within an answer
     for start in range(0, len(ids), batch_size):
         batch, marks = ids[start:start + batch_size].to(device), answers[start:start + batch_size, 1:]  # (B, T)
         logits = model(batch).logits[:, :-1]  # (B, T-1, V): position t predicts token t+1
@@ -38,25 +37,25 @@ def answer_accuracy(model: Any, ids: torch.Tensor, answers: torch.Tensor, batch_
         tokens += int(scored.sum())
         tokens_right += int((hit & scored).sum())
         for row_hit, row_marks in zip(hit, marks):
-            labels = row_marks[row_marks > 0]
+            labels = row_marks[row_marks > 0]  # (n,) in row order
             if len(labels) == 0:
                 continue
+            right = row_hit[row_marks > 0].long()  # (n,)
             size = int(labels.max()) + 1
-            wrong = torch.zeros(size, dtype=torch.long).index_add_(0, labels, (~row_hit[row_marks > 0]).long())
-            present = torch.bincount(labels, minlength=size) > 0
-            groups += int(present.sum())
-            groups_right += int((present & (wrong == 0)).sum())
-            row_right = row_hit[row_marks > 0]  # (n,) in row order
-            for g in labels.unique():
-                for k, right in enumerate(row_right[labels == g].tolist()):
-                    if k == len(by_position):
-                        by_position.append([0, 0])
-                    by_position[k][0] += int(right)
-                    by_position[k][1] += 1
+            counts = torch.bincount(labels, minlength=size)  # (size,)
+            wrong = counts - torch.zeros(size, dtype=torch.long).index_add_(0, labels, right)
+            groups += int((counts > 0).sum())
+            groups_right += int(((counts > 0) & (wrong == 0)).sum())
+            order = torch.argsort(labels, stable=True)  # tokens grouped by answer, row order kept inside each
+            k = torch.arange(len(labels)) - (counts.cumsum(0) - counts)[labels[order]]  # (n,) index within answer
+            width = max(len(seen_at), int(k.max()) + 1)
+            seen_at = torch.nn.functional.pad(seen_at, (0, width - len(seen_at))) + torch.bincount(k, minlength=width)
+            right_at = torch.nn.functional.pad(right_at, (0, width - len(right_at))) + torch.bincount(
+                k, weights=right[order].double(), minlength=width).long()
     if groups == 0:
         raise ValueError("the rows hold no answer tokens (every answers entry is 0)")
     return {"accuracy": groups_right / groups, "token_accuracy": tokens_right / tokens, "answers": groups,
-            "by_position": [right / seen for right, seen in by_position]}
+            "by_position": (right_at / seen_at).tolist()}
 
 
 @torch.no_grad()
