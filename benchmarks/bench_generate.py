@@ -6,7 +6,7 @@ whose speed drifts slows all alike:
 
 * ``plain``: ``model.generate(prompt, max_new_tokens=6, do_sample=False)`` per trial, the prompt whole;
 * ``ropelab``: ``evaluate_passkey`` over the same (length, depth, key) grid: prefix reuse where
-  :func:`ropelab.eval.passkey.prefix_pays`, the rest after a cache in chunks;
+  :func:`ropelab.eval.generation.prefix_pays`, the rest after a cache in chunks;
 * ``before`` (``--before``): the previous behaviour, for the record: every cell's prefix cached and the rest fed in
   one forward (the path that left SDPA's causal kernel for its masked one).
 
@@ -42,7 +42,7 @@ def main() -> None:
 
     import torch
 
-    from ropelab.eval import passkey
+    from ropelab.eval import generation, passkey
     from ropelab.models import load_model
 
     if args.threads:
@@ -73,9 +73,9 @@ def main() -> None:
     def before() -> list:
         answers = []
         for i, depth in enumerate(depths):
-            cache = passkey.prefix_cache(model, prompter.prefix(args.length, depth))
+            cache = generation.prefix_cache(model, prompter.prefix(args.length, depth))
             for prompt in prompts[i * args.trials:(i + 1) * args.trials]:
-                new = passkey.greedy_generate(model, prompt.suffix, 6, cache, chunk=None)
+                new = generation.greedy_generate(model, prompt.suffix, 6, cache, chunk=None)
                 answers.append(passkey.parse_answer(tokenizer.decode(new, skip_special_tokens=True)))
         return answers
 

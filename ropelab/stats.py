@@ -125,3 +125,67 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
 
     result = stats.spearmanr(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
     return float(result.statistic), float(result.pvalue)
+
+
+# --- proportions and paired retrieval outcomes ---------------------------------------------------------------
+
+
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a binomial proportion (Wilson 1927; Brown, Cai & DasGupta 2001 recommend it for
+    small n): ``(p + z^2/2n -+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n)``. (nan, nan) for n = 0."""
+    from scipy.stats import norm
+
+    if n <= 0:
+        return float("nan"), float("nan")
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be in [0, n={n}], got {successes}")
+    z = float(norm.ppf(0.5 + level / 2))
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (0.0 if successes == 0 else float(centre - half)), (1.0 if successes == n else float(centre + half))
+
+
+def mcnemar_exact(a: Sequence[bool], b: Sequence[bool]) -> dict[str, Any]:
+    """Exact McNemar test of paired binary outcomes (the same prompts under two methods): a two-sided binomial
+    test of the discordant pairs, ``a_only`` (right under a only) against ``b_only``, at p = 1/2."""
+    from scipy.stats import binomtest
+
+    if len(a) != len(b):
+        raise ValueError(f"paired outcomes need equal lengths, got {len(a)} and {len(b)}")
+    a_only = sum(bool(x) and not bool(y) for x, y in zip(a, b))
+    b_only = sum(bool(y) and not bool(x) for x, y in zip(a, b))
+    discordant = a_only + b_only
+    p = 1.0 if discordant == 0 else float(binomtest(a_only, discordant, 0.5).pvalue)
+    return {"n": len(a), "a_only": a_only, "b_only": b_only, "difference": (a_only - b_only) / max(len(a), 1),
+            "p": p}
+
+
+def paired_bootstrap(a: Sequence[float], b: Sequence[float], resamples: int = 10000, level: float = 0.95,
+                     seed: int = 0, strata: Sequence[Any] | None = None) -> dict[str, Any]:
+    """Percentile bootstrap of the mean paired difference ``a - b`` (the same prompts resampled for both), with a
+    two-sided p-value (twice the smaller tail of the resampled differences around 0). With ``strata`` the statistic
+    is the mean of the strata's means (RULER's average over tasks) and each stratum is resampled within itself."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.size == 0:
+        raise ValueError(f"paired scores need equal, non-empty lengths, got {a.size} and {b.size}")
+    diff = a - b  # (n,)
+    rng = np.random.default_rng(seed)
+    groups = [np.arange(diff.size)] if strata is None else [
+        np.flatnonzero(np.asarray(strata, dtype=object) == s) for s in dict.fromkeys(strata)]
+    means = np.zeros(resamples)  # (resamples,)
+    for idx in groups:
+        picks = rng.integers(0, idx.size, size=(resamples, idx.size))  # (resamples, group)
+        means += diff[idx][picks].mean(axis=1)
+    means /= len(groups)
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    p = min(1.0, 2 * min(float((means <= 0).mean()), float((means >= 0).mean())))
+    point = float(np.mean([diff[idx].mean() for idx in groups]))
+    return {"n": int(diff.size), "difference": point, "low": float(lo), "high": float(hi), "p": p}
+
+
+def bootstrap_mean_interval(values: Sequence[float], resamples: int = 10000, level: float = 0.95, seed: int = 0,
+                            strata: Sequence[Any] | None = None) -> tuple[float, float]:
+    """Percentile bootstrap interval of a mean (within ``strata``, as :func:`paired_bootstrap`)."""
+    out = paired_bootstrap(values, np.zeros(len(values)), resamples, level, seed, strata)
+    return out["low"], out["high"]

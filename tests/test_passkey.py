@@ -13,6 +13,7 @@ import json
 import pytest
 import torch
 
+from ropelab.eval.generation import greedy_generate, prefix_cache
 from ropelab.eval.passkey import (
     FILLER,
     KEY_LINE,
@@ -21,9 +22,7 @@ from ropelab.eval.passkey import (
     PasskeyPrompter,
     draw_keys,
     evaluate_passkey,
-    greedy_generate,
     parse_answer,
-    prefix_cache,
 )
 
 TRAIN_TEXT = [TASK, FILLER, KEY_LINE.format(key=12345), QUESTION,

@@ -33,7 +33,6 @@ from ropelab.eval.ruler import (
     summarize,
 )
 from ropelab.eval.ruler import tasks as ruler_tasks
-from ropelab.eval.ruler.evaluate import shared_prefix_length
 from ropelab.eval.ruler.needle_ppl import needle_labels, needle_perplexity
 from ropelab.eval.ruler.qa import read_qa_file
 
@@ -273,17 +272,17 @@ def test_qa_from_a_local_squad_file(tmp_path):
 
 # --------------------------------------------------------------------------------------------- evaluation
 def test_prefix_reuse_and_chunked_prefill_give_the_full_run_s_answers(monkeypatch):
-    from ropelab.eval import passkey
-    from ropelab.eval.passkey import greedy_generate, prefix_cache, prefix_pays
+    from ropelab.eval import generation
+    from ropelab.eval.generation import common_prefix, greedy_generate, prefix_cache, prefix_pays
 
     assert prefix_pays(500, 1000, 5) and not prefix_pays(400, 1000, 5) and prefix_pays(800, 1000, 2)
     assert not prefix_pays(999, 1000, 1) and not prefix_pays(0, 1000, 5) and not prefix_pays(500, 1000, 2)
-    monkeypatch.setattr(passkey, "MASKED_KERNEL_COST", 0.0)  # reuse any shared prefix, to compare the two paths
+    monkeypatch.setattr(generation, "MASKED_KERNEL_COST", 0.0)  # reuse any shared prefix, to compare the two paths
 
     model, tokenizer = tiny_llama()
     samples = generate_samples(tokenizer, ["niah_single_1", "niah_single_2"], [1024], samples=3, progress=False)
-    assert shared_prefix_length([s.ids for s in samples[:3]]) > 20  # template + noise before the first needle
-    rows, summary = evaluate_ruler(model, tokenizer, samples, max_new_tokens=5, min_shared=1, progress=False)
+    assert common_prefix(samples[0].ids, samples[1].ids) > 20  # template + noise before the first needle
+    rows, summary = evaluate_ruler(model, tokenizer, samples, max_new_tokens=5, progress=False)
     whole, _ = evaluate_ruler(model, tokenizer, samples, max_new_tokens=5, reuse_prefix=False, progress=False)
     assert [r["prediction"] for r in rows] == [r["prediction"] for r in whole]
     assert [(r["task"], r["length"], r["index"]) for r in rows] == [(s.task, s.length, s.index) for s in samples]
@@ -359,8 +358,13 @@ def test_plots(tmp_path):
     assert save_figure(fig, "ruler_heatmap", cells, tmp_path).exists()
     averages = {"none": [{"length": 1024, "score": 0.75}, {"length": 2048, "score": 0.25}],
                 "yarn": [{"length": 1024, "score": 0.8}, {"length": 2048, "score": 0.6}]}
-    fig = ruler_average_plot(averages, window=1024, threshold=0.6)
-    assert [line.get_label() for line in fig.axes[0].get_lines()][:2] == ["none", "yarn"]
+    fig = ruler_average_plot(averages, window=1024, thresholds={"relative": 0.6, "absolute": 0.856})
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert labels[:2] == ["none", "yarn"] and {"relative", "absolute"} <= set(labels)
+    with_intervals = {m: [{**r, "low": r["score"] - 0.1, "high": r["score"] + 0.1} for r in rows]
+                      for m, rows in averages.items()}
+    fig = ruler_average_plot(with_intervals, window=1024)
+    assert len(fig.axes[0].containers) == 2  # one error-bar container per method
     assert save_figure(fig, "ruler_average", None, tmp_path).exists()
 
 

@@ -114,20 +114,24 @@ def evaluate_niah(model: Any, tokenizer: Any, *, lengths: Sequence[int] = DEFAUL
         ``(rows, summary)``: rows (length, depth, position, answer, correct, n_tokens); summary with ``cells``
         (length, depth, accuracy, n) and overall ``accuracy``.
     """
-    from tqdm.auto import tqdm
-
-    from ropelab.eval.passkey import greedy_generate, summarize_cells, warn_beyond_window
+    from ropelab.eval.generation import answer_prompts, stop_token_ids
+    from ropelab.eval.passkey import summarize_cells, warn_beyond_window
 
     if not lengths or not depths:
         raise ValueError(f"need non-empty lengths and depths, got {lengths}, {depths}")
     warn_beyond_window(model, lengths, "NIAH")
     prompter = HaystackPrompter(tokenizer, haystack)
+    grid = [(n, d, *prompter(n, d)) for n in lengths for d in depths]
+
+    def decided(tokens: list[int]) -> bool:  # a right answer cannot become wrong: stop there
+        return is_correct(tokenizer.decode(tokens, skip_special_tokens=True))
+
+    answers = answer_prompts(model, [ids for *_, ids, _ in grid], [max_new_tokens] * len(grid),
+                             stop_ids=stop_token_ids(tokenizer, model), done=[decided] * len(grid),
+                             progress=progress, desc="NIAH")
     rows = []
-    model.eval()
-    grid = [(n, d) for n in lengths for d in depths]
-    for length, depth in tqdm(grid, desc="NIAH", disable=not progress, leave=False):
-        ids, position = prompter(length, depth)
-        answer = tokenizer.decode(greedy_generate(model, ids, max_new_tokens), skip_special_tokens=True)
+    for (length, depth, ids, position), new in zip(grid, answers):
+        answer = tokenizer.decode(new, skip_special_tokens=True)
         rows.append({"length": length, "depth": depth, "position": position, "answer": answer.strip(),
                      "correct": is_correct(answer), "n_tokens": len(ids)})
     return rows, summarize_cells(rows)

@@ -5,8 +5,8 @@ The prompt is four lines: the task description; filler ("The grass is green. ...
 "The pass key is K. Remember it. K is the pass key."; more filler; and "What is the pass key? The pass key is".
 Here the pieces are tokenised once and put together as token ids, so a prompt has exactly the requested length
 in tokens of the model's tokenizer and the key sits at a fixed token offset
-for a given (length, depth). Everything before the key (the *prefix*) is then the same for every trial of a
-cell: its KV cache is computed once and each trial runs only the rest (prefix reuse). Keys are 5-digit numbers
+for a given (length, depth). Everything before the key is then the same for every trial of a cell, and prompts
+share their KV cache where that pays (:func:`ropelab.eval.generation.answer_prompts`). Keys are 5-digit numbers
 from ``random.Random(seed)``; decoding is greedy; an answer is right when its first integer is the key.
 """
 
@@ -18,8 +18,6 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import torch
 
 TASK = ("There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
         "I will quiz you about the important information there.")
@@ -101,77 +99,7 @@ def draw_keys(seed: int, n: int) -> list[int]:
     return [rng.randint(10000, 99999) for _ in range(n)]
 
 
-# --------------------------------------------------------------------------------------------- decoding
-def prefix_cache(model: Any, prefix: Sequence[int]) -> Any:
-    """The KV cache (a transformers Cache) of ``prefix``."""
-    ids = torch.tensor([list(prefix)], device=model.device)  # (1, T)
-    with torch.no_grad():
-        return model(input_ids=ids, use_cache=True, logits_to_keep=1).cache  # no (T, V) logits: 3 GB at 16k
-
-
-# Prefix reuse and SDPA's kernels. SDPA takes its causal kernel (``is_causal``: it skips the masked upper triangle)
-# only when queries and keys have the same length. Queries that continue a cache need an explicit mask, and the
-# masked kernel computes every (query, key) score at ~1.4x the causal kernel's cost per score (CPU, SmolLM2
-# shapes, torch 2.13; one masked call over the whole rest computes the full rest x prompt rectangle: 2.5x the
-# causal attention at 8k). So (1) the rest of a prompt after a cache goes in chunks of PREFILL_CHUNK tokens,
-# wasting only each chunk's diagonal block, and (2) a prefix is cached only where :func:`prefix_pays`; otherwise
-# each prompt runs whole on the causal kernel (issue: passkey trials at 12k were 1.5x slower than ``generate``).
-PREFILL_CHUNK = 1024
-MASKED_KERNEL_COST = 1.4  # masked / causal SDPA cost per score (measured as above)
-ATTENTION_SHARE = 0.67  # attention's share of a causal forward: SmolLM2-135M at 12k; less for larger models
-
-
-def prefix_pays(prefix_tokens: int, prompt_tokens: int, uses: int) -> bool:
-    """Whether caching a prefix shared by ``uses`` prompts of ``prompt_tokens`` beats running each prompt whole.
-
-    Cost model, in units of one whole prompt (attention share ``a`` = :data:`ATTENTION_SHARE`, ``k`` =
-    :data:`MASKED_KERNEL_COST`, ``d`` = prefix / prompt): the prefix once, ``(1 - a) d + a d^2``, plus per prompt
-    the rest after it, ``(1 - a)(1 - d) + a k (1 - d^2)``, against ``uses`` whole prompts. With 5 uses the
-    prefix must be about half the prompt; one use never pays.
-    """
-    if prefix_tokens <= 0 or prompt_tokens <= 0 or uses < 2:
-        return False
-    d, a = min(prefix_tokens / prompt_tokens, 1.0), ATTENTION_SHARE
-    prefix = (1 - a) * d + a * d * d
-    rest = (1 - a) * (1 - d) + a * MASKED_KERNEL_COST * (1 - d * d)
-    return prefix + uses * rest < uses
-
-
-def greedy_generate(model: Any, ids: Sequence[int], max_new_tokens: int, cache: Any = None,
-                    return_logits: bool = False, chunk: int | None = PREFILL_CHUNK
-                    ) -> list[int] | tuple[list[int], list[torch.Tensor]]:
-    """Greedy continuation of ``ids``; with ``cache``, ``ids`` continue the sequence already in it.
-
-    The cache is left holding its original length (it is cropped back), so one prefix cache serves many calls.
-    After a non-empty cache, ``ids`` are fed ``chunk`` tokens per forward (None: all at once), which keeps the
-    masked attention near the causal area (see :data:`PREFILL_CHUNK`); a prompt without a cache goes in one
-    forward, on SDPA's causal kernel.
-    Returns the new token ids (and, with ``return_logits``, the next-token logits of each step).
-    """
-    start = cache.get_seq_length() if cache is not None else 0
-    tokens: list[int] = []
-    logits: list[torch.Tensor] = []
-    ids = list(ids)
-    size = max(len(ids), 1) if not start or chunk is None else max(int(chunk), 1)
-    try:
-        with torch.no_grad():
-            for begin in range(0, len(ids) - size, size):  # all chunks but the last: fill the cache
-                piece = torch.tensor([ids[begin:begin + size]], device=model.device)  # (1, chunk)
-                cache = model(input_ids=piece, cache=cache, use_cache=True, logits_to_keep=1).cache
-            step = torch.tensor([ids[(len(ids) - 1) // size * size:]], device=model.device)  # (1, T) the last chunk
-            for _ in range(max_new_tokens):
-                out = model(input_ids=step, cache=cache, use_cache=True, logits_to_keep=1)
-                cache = out.cache
-                last = out.logits[0, -1].float()  # (V,)
-                logits.append(last)
-                tokens.append(int(last.argmax()))
-                step = torch.tensor([[tokens[-1]]], device=model.device)
-    finally:
-        if start and cache is not None and cache.get_seq_length() > start:
-            cache.crop(start - cache.get_seq_length())  # a negative count removes the newest tokens
-    return (tokens, logits) if return_logits else tokens
-
-
+# --------------------------------------------------------------------------------------------- scoring
 def parse_answer(text: str) -> int | None:
     """The first integer in the generated text, or None."""
     found = re.search(r"\d+", text)
@@ -191,6 +119,50 @@ def warn_beyond_window(model: Any, lengths: Sequence[int], what: str) -> None:
         warnings.warn(f"{what} length {max(lengths)} is beyond the model's configured window {window}", stacklevel=3)
 
 
+def passkey_decided(text: str) -> bool:
+    """Whether ``text`` already decides :func:`parse_answer`: its first integer is followed by something else."""
+    found = re.search(r"\d+", text)
+    return found is not None and found.end() < len(text)
+
+
+def passkey_prompts(tokenizer: Any, lengths: Sequence[int], depths: Sequence[float], trials: int,
+                    seed: int = 0) -> list[dict]:
+    """Every prompt of a lengths x depths x trials grid as ``{length, depth, trial, key, ids}``, keys drawn in
+    grid order from :func:`draw_keys` (the same prompts on every run and for every model with this tokenizer)."""
+    if trials < 1 or not lengths or not depths:
+        raise ValueError(f"need trials >= 1 and non-empty lengths/depths, got {trials}, {lengths}, {depths}")
+    keys = iter(draw_keys(seed, len(lengths) * len(depths) * trials))
+    cells = [(n, d, t, next(keys)) for n in lengths for d in depths for t in range(trials)]
+    return build_prompts(PasskeyPrompter(tokenizer), cells)
+
+
+def spread_passkey_prompts(tokenizer: Any, lengths: Sequence[int], samples: int, depths: Sequence[float],
+                           seed: int = 0) -> list[dict]:
+    """``samples`` prompts per length, sample i with its key from ``random.Random(f"passkey|{seed}|{length}|{i}")``
+    and its depth spread over ``depths`` = (lo, hi) (:func:`ropelab.eval.ruler.evaluate.spread_depth`): a pure
+    function of (length, i, seed), so a larger grid only adds prompts."""
+    from ropelab.eval.ruler.evaluate import spread_depth
+
+    if samples < 1 or not lengths or len(depths) != 2:
+        raise ValueError(f"need samples >= 1, lengths and depths (lo, hi), got {samples}, {lengths}, {depths}")
+    cells = [(n, spread_depth(depths, i), i, random.Random(f"passkey|{seed}|{n}|{i}").randint(10000, 99999))
+             for n in lengths for i in range(samples)]
+    return build_prompts(PasskeyPrompter(tokenizer), cells)
+
+
+def build_prompts(prompter: PasskeyPrompter, cells: Sequence[tuple[int, float, int, int]]) -> list[dict]:
+    """``{length, depth, trial, key, ids}`` of each (length, depth, trial, key) cell."""
+    return [{"length": n, "depth": d, "trial": t, "key": key, "ids": tuple(prompter(n, d, key).ids)}
+            for n, d, t, key in cells]
+
+
+def passkey_row(prompt: dict, text: str) -> dict:
+    """The scored row of one passkey prompt and its generated text."""
+    answer = parse_answer(text)
+    return {"length": prompt["length"], "depth": prompt["depth"], "trial": prompt["trial"], "key": prompt["key"],
+            "answer": answer, "correct": answer == prompt["key"], "n_tokens": len(prompt["ids"])}
+
+
 def evaluate_passkey(model: Any, tokenizer: Any, *, lengths: Sequence[int] = DEFAULT_LENGTHS,
                      depths: Sequence[float] = DEFAULT_DEPTHS, trials: int = 5, seed: int = 0,
                      max_new_tokens: int = 6, reuse_prefix: bool = True,
@@ -202,39 +174,28 @@ def evaluate_passkey(model: Any, tokenizer: Any, *, lengths: Sequence[int] = DEF
         depths: where the key sits, as the fraction of the filler before it (0 = top, 1 = bottom).
         trials: keys per cell.
         seed: seeds the keys (:func:`draw_keys`).
-        reuse_prefix: compute the prefix's KV cache once per cell where that pays (:func:`prefix_pays`; same
-            answers, less compute).
+        reuse_prefix: carry one KV cache between prompts that share a prefix where that pays
+            (:func:`ropelab.eval.generation.answer_prompts`; same answers, less compute).
+
+    Decoding is greedy and stops at end-of-sequence or as soon as the first integer is complete
+    (:func:`passkey_decided`): the same answer as decoding all ``max_new_tokens``.
 
     Returns:
         ``(rows, summary)``: rows of (length, depth, trial, key, answer, correct, n_tokens); summary with
         ``cells`` (length, depth, accuracy, n) and overall ``accuracy``.
     """
-    from tqdm.auto import tqdm
+    from ropelab.eval.generation import answer_prompts, stop_token_ids
 
-    if trials < 1 or not lengths or not depths:
-        raise ValueError(f"need trials >= 1 and non-empty lengths/depths, got {trials}, {lengths}, {depths}")
     warn_beyond_window(model, lengths, "passkey")
-    prompter = PasskeyPrompter(tokenizer)
-    keys = iter(draw_keys(seed, len(lengths) * len(depths) * trials))
-    rows: list[dict] = []
-    model.eval()
-    bar = tqdm(total=len(lengths) * len(depths) * trials, desc="passkey", disable=not progress, leave=False)
-    for length in lengths:
-        for depth in depths:
-            prefix = prompter.prefix(length, depth)
-            cache = prefix_cache(model, prefix) if reuse_prefix and prefix_pays(len(prefix), length, trials) else None
-            for trial in range(trials):
-                prompt = prompter(length, depth, next(keys))
-                if cache is not None:
-                    new = greedy_generate(model, prompt.suffix, max_new_tokens, cache)
-                else:
-                    new = greedy_generate(model, prompt.ids, max_new_tokens)
-                answer = parse_answer(tokenizer.decode(new, skip_special_tokens=True))
-                rows.append({"length": length, "depth": depth, "trial": trial, "key": prompt.key, "answer": answer,
-                             "correct": answer == prompt.key, "n_tokens": len(prompt.ids)})
-                bar.update()
-            del cache
-    bar.close()
+    prompts = passkey_prompts(tokenizer, lengths, depths, trials, seed)
+
+    def decided(tokens: list[int]) -> bool:
+        return passkey_decided(tokenizer.decode(tokens, skip_special_tokens=True))
+
+    answers = answer_prompts(model, [p["ids"] for p in prompts], [max_new_tokens] * len(prompts),
+                             stop_ids=stop_token_ids(tokenizer, model), done=[decided] * len(prompts),
+                             reuse=reuse_prefix, progress=progress, desc="passkey")
+    rows = [passkey_row(p, tokenizer.decode(a, skip_special_tokens=True)) for p, a in zip(prompts, answers)]
     return rows, summarize_cells(rows, seed=seed)
 
 

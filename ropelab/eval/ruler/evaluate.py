@@ -1,10 +1,9 @@
 """Generate RULER samples once, then evaluate any number of models or methods on them.
 
-Decoding is greedy for the task's ``max_new_tokens`` (RULER: no stop strings), with
-:func:`ropelab.eval.passkey.greedy_generate`. The samples of a (task, length) cell share their first tokens (the
-template and the haystack up to the first needle); when that shared prefix is long enough to pay
-(:func:`ropelab.eval.passkey.prefix_pays`: about half the prompt for 5 samples), its KV cache is computed once per cell
-(:func:`ropelab.eval.passkey.prefix_cache`) and each sample runs only the rest.
+Decoding is greedy for at most the task's ``max_new_tokens``, and stops at the model's end-of-sequence (or
+end-of-turn) token as RULER's generation does, or as soon as the score is 1 (string match: later tokens cannot
+lower it), with :func:`ropelab.eval.generation.answer_prompts`: samples that share their first tokens (the template
+and the haystack up to the first needle) share one KV cache where that pays.
 """
 
 from __future__ import annotations
@@ -17,13 +16,17 @@ from ropelab.eval.ruler.scoring import DEFAULT_RELATIVE, postprocess, score, sum
 from ropelab.eval.ruler.tasks import SYNTHETIC_TASKS, TASKS, RulerSample, build_sample, check_tasks
 
 DEFAULT_LENGTHS = (1024, 2048, 4096)
-MIN_SHARED_PREFIX = 256  # tokens: below this a per-cell cache saves less than it costs to keep
+GOLDEN = (5 ** 0.5 - 1) / 2  # 1 / phi
 
 
 def generate_samples(tokenizer: Any, tasks: Sequence[str] = SYNTHETIC_TASKS,
                      lengths: Sequence[int] = DEFAULT_LENGTHS, samples: int = 5, seed: int = 0,
-                     qa_file: str | Path | None = None, progress: bool = True) -> list[RulerSample]:
+                     qa_file: str | Path | None = None, progress: bool = True,
+                     depths: Sequence[float] = ()) -> list[RulerSample]:
     """``samples`` prompts per task and length, fitted to ``tokenizer``; the same for every model using it.
+
+    ``depths`` = (lo, hi) spreads the needle of the single-needle NIAH tasks over that fraction of the haystack
+    (:func:`spread_depth`; RULER draws a random depth; () keeps that).
 
     All arguments are checked before any sample is built (unknown tasks, lengths, the QA file); a length too
     short for a task, or a haystack too short for a length, raises ValueError naming the task and length.
@@ -47,31 +50,36 @@ def generate_samples(tokenizer: Any, tasks: Sequence[str] = SYNTHETIC_TASKS,
             raise ValueError(f"one QA file is one dataset; {', '.join(qa_tasks)} need {', '.join(sorted(datasets))}")
         qa_data = {d: read_qa_file(qa_file, d) for d in datasets}
     grid = [(t, int(n), i) for t in tasks for n in lengths for i in range(samples)]
-    return [build_sample(t, n, i, seed, tokenizer, qa=qa_data.get(TASKS[t].options.get("dataset")))
+    return [build_sample(t, n, i, seed, tokenizer, qa=qa_data.get(TASKS[t].options.get("dataset")),
+                         depth=spread_depth(depths, i) if single_needle(t) else None)
             for t, n, i in tqdm(grid, desc="RULER samples", disable=not progress, leave=False)]
 
 
-def shared_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
-    """Length of the longest common prefix of ``sequences``, leaving at least one token in each."""
-    if not sequences:
-        return 0
-    first, shortest = sequences[0], min(len(s) for s in sequences)
-    n = 0
-    while n < shortest - 1 and all(s[n] == first[n] for s in sequences):
-        n += 1
-    return n
+def single_needle(task: str) -> bool:
+    """Whether a RULER task hides exactly one needle (a fixed depth applies to it)."""
+    o = TASKS[task].options
+    return TASKS[task].family == "niah" and max(o["num_needle_k"], o["num_needle_q"]) * o["num_needle_v"] == 1
+
+
+def spread_depth(depths: Sequence[float], index: int) -> float | None:
+    """Depth of sample ``index`` within ``depths`` = (lo, hi): ``lo + (hi - lo) frac(1/2 + index / phi)``, a
+    golden-ratio sequence, so that the first n samples are spread over the range for every n (a larger grid only
+    adds samples); None without depths."""
+    if not depths:
+        return None
+    lo, hi = float(depths[0]), float(depths[-1])
+    return lo + (hi - lo) * ((0.5 + index * GOLDEN) % 1.0)
 
 
 def evaluate_ruler(model: Any, tokenizer: Any, samples: Sequence[RulerSample], *, reuse_prefix: bool = True,
-                   min_shared: int = MIN_SHARED_PREFIX, max_new_tokens: int | None = None,
-                   threshold: float | None = None,
+                   max_new_tokens: int | None = None, threshold: float | None = None,
                    relative: float = DEFAULT_RELATIVE, progress: bool = True) -> tuple[list[dict], dict]:
     """Greedy answers to ``samples`` and their RULER scores.
 
     Args:
         samples: from :func:`generate_samples` (made with ``tokenizer``).
-        reuse_prefix: cache each cell's shared prefix once, when it has at least ``min_shared`` tokens and
-            :func:`ropelab.eval.passkey.prefix_pays` (same answers, less compute).
+        reuse_prefix: carry one KV cache between samples that share a prefix, where that pays (same answers,
+            less compute).
         max_new_tokens: cap on the tokens generated (default: each task's, as RULER).
         threshold, relative: effective length's threshold (:mod:`ropelab.eval.ruler.scoring`).
 
@@ -79,36 +87,30 @@ def evaluate_ruler(model: Any, tokenizer: Any, samples: Sequence[RulerSample], *
         ``(rows, summary)``: rows of (task, length, index, n_tokens, prediction, outputs, score); summary of
         :func:`ropelab.eval.ruler.scoring.summarize` (cells, averages, threshold, effective_length).
     """
-    import torch
-    from tqdm.auto import tqdm
-
-    from ropelab.eval.passkey import greedy_generate, prefix_cache, prefix_pays, warn_beyond_window
+    from ropelab.eval.generation import answer_prompts, stop_token_ids
+    from ropelab.eval.passkey import warn_beyond_window
 
     if not samples:
         raise ValueError("no RULER samples to evaluate")
     warn_beyond_window(model, [s.length for s in samples], "RULER")
-    cells: dict[tuple[str, int], list[RulerSample]] = {}
-    for sample in samples:
-        cells.setdefault((sample.task, sample.length), []).append(sample)
-    rows: list[dict] = []
-    model.eval()
-    bar = tqdm(total=len(samples), desc="RULER", disable=not progress, leave=False)
-    for cell in cells.values():
-        shared = shared_prefix_length([s.ids for s in cell]) if reuse_prefix and len(cell) > 1 else 0
-        pays = shared >= max(min_shared, 1) and prefix_pays(shared, min(s.n_tokens for s in cell), len(cell))
-        cache = prefix_cache(model, cell[0].ids[:shared]) if pays else None
-        start = shared if cache is not None else 0
-        for sample in cell:
-            steps = sample.max_new_tokens if max_new_tokens is None else min(max_new_tokens, sample.max_new_tokens)
-            new = greedy_generate(model, sample.ids[start:], steps, cache)
-            prediction = tokenizer.decode(new, skip_special_tokens=True)
-            rows.append({"task": sample.task, "length": sample.length, "index": sample.index,
-                         "n_tokens": sample.n_tokens, "prediction": postprocess(prediction),
-                         "outputs": list(sample.outputs), "score": score(prediction, sample.outputs,
-                                                                                  sample.metric)})
-            bar.update()
-        del cache
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    bar.close()
+    steps = [s.max_new_tokens if max_new_tokens is None else min(max_new_tokens, s.max_new_tokens) for s in samples]
+    answers = answer_prompts(model, [s.ids for s in samples], steps, stop_ids=stop_token_ids(tokenizer, model),
+                             done=[sample_decided(s, tokenizer) for s in samples], reuse=reuse_prefix,
+                             progress=progress, desc="RULER")
+    rows = [ruler_row(s, tokenizer.decode(a, skip_special_tokens=True)) for s, a in zip(samples, answers)]
     return rows, summarize(rows, threshold=threshold, relative=relative)
+
+
+def sample_decided(sample: RulerSample, tokenizer: Any) -> Any:
+    """``done(tokens)`` for :func:`ropelab.eval.generation.answer_prompts`: the score is already 1."""
+    def done(tokens: list[int]) -> bool:
+        return score(tokenizer.decode(tokens, skip_special_tokens=True), sample.outputs, sample.metric) >= 1.0
+
+    return done
+
+
+def ruler_row(sample: RulerSample, prediction: str) -> dict:
+    """The scored row of one sample and its generated text."""
+    return {"task": sample.task, "length": sample.length, "index": sample.index, "n_tokens": sample.n_tokens,
+            "prediction": postprocess(prediction), "outputs": list(sample.outputs),
+            "score": score(prediction, sample.outputs, sample.metric)}

@@ -146,7 +146,8 @@ class NiahBuilder:
     needle (distractor needles) haystack of ``n`` units (sentences, words, distractors). ``words`` replaces the
     essays of an essay haystack (e.g. held-out text that nothing reported uses); None: the Paul Graham essays."""
 
-    def __init__(self, task: RulerTask, rng: random.Random, words: Sequence[str] | None = None):
+    def __init__(self, task: RulerTask, rng: random.Random, words: Sequence[str] | None = None,
+                 depth: float | None = None):
         self.words = None if words is None else tuple(words)
         o = task.options
         self.haystack, self.type_v = o["haystack"], o["type_needle_v"]
@@ -164,6 +165,11 @@ class NiahBuilder:
         self.query = ", ".join(queries[:-1]) + ", and " + queries[-1] if len(queries) > 1 else queries[0]
         self.depths = sorted(rng.sample(DEPTHS, len(needles)))  # essay: depths in percent of the sentences
         self.layout_seed = rng.getrandbits(64)  # positions (noise) and distractors (needle) depend on n
+        if depth is not None and len(needles) != 1:
+            raise ValueError(f"{task.name} has {len(needles)} needles: a fixed depth needs a single-needle task")
+        self.depth = depth  # a single needle's depth as a fraction of the haystack (None: RULER's random depth)
+        if depth is not None:
+            self.depths = [100 * depth]
         self.type_k = o["type_needle_k"]
         template, type_v = NIAH_TEMPLATE + NIAH_ANSWER_PREFIX, self.type_v
         if o["num_needle_q"] * o["num_needle_v"] == 1:  # RULER's singular wording for a single answer
@@ -205,6 +211,8 @@ class NiahBuilder:
                         lines.append(NEEDLE.format(type_needle_v=self.type_v, key=key,
                                                    value=random_value(rng, self.type_v)))
             at = sorted(rng.sample(range(n), len(self.needles)), reverse=True)
+            if self.depth is not None:
+                at = [round(self.depth * n)]
             for position, needle in zip(at, self.needles):
                 lines.insert(position, needle)
             context = "\n".join(lines)
@@ -421,10 +429,13 @@ def fit_units(count: Callable[[int], int], budget: int, lo: int, hi: int | None,
 
 
 def build_sample(task: RulerTask | str, length: int, index: int, seed: int, tokenizer: Any,
-                 qa: Any = None, *, haystack_words: Sequence[str] | None = None) -> RulerSample:
-    """The sample ``index`` of ``task`` at ``length`` tokens: a pure function of (task, length, index, seed) and
-    the tokenizer. ``qa`` is the parsed QA file of the QA tasks (:func:`ropelab.eval.ruler.qa.read_qa_file`);
-    ``haystack_words`` replaces the Paul Graham essays of the essay-haystack NIAH tasks (None: the essays)."""
+                 qa: Any = None, *, haystack_words: Sequence[str] | None = None,
+                 depth: float | None = None) -> RulerSample:
+    """The sample ``index`` of ``task`` at ``length`` tokens: a pure function of (task, length, index, seed, depth)
+    and the tokenizer. ``qa`` is the parsed QA file of the QA tasks (:func:`ropelab.eval.ruler.qa.read_qa_file`);
+    ``haystack_words`` replaces the Paul Graham essays of the essay-haystack NIAH tasks (None: the essays);
+    ``depth`` puts the needle of a single-needle NIAH task at that fraction of the haystack (None: RULER's random
+    depth)."""
     task = TASKS[task] if isinstance(task, str) else task
     rng = sample_rng(task.name, length, index, seed)
 
@@ -432,7 +443,9 @@ def build_sample(task: RulerTask | str, length: int, index: int, seed: int, toke
         return len(tokenizer(text).input_ids)
 
     if task.family == "niah":
-        builder: Any = NiahBuilder(task, rng, haystack_words)
+        builder: Any = NiahBuilder(task, rng, haystack_words, depth)
+    elif depth is not None:
+        raise ValueError(f"depth is for single-needle NIAH tasks, not {task.name}")
     elif task.family == "vt":
         builder = VariableTrackingBuilder(task, rng, count)
     elif task.family == "cwe":
