@@ -10,16 +10,9 @@ import ropelab
 from ropelab.config import CONFIG_DIR
 from ropelab.eval.loading import plan_applied
 from ropelab.eval.perplexity import perplexity
+from ropelab.eval.prefix import prefix_nll, prefix_perplexities
+from ropelab.experiments.zeroshot import load_zeroshot_config, pinned_threads, run_zero_shot, with_retention
 from ropelab.models import random_model, word_tokenizer
-from ropelab.zeroshot import (
-    ZeroShotConfig,
-    load_zeroshot_config,
-    pinned_threads,
-    prefix_nll,
-    prefix_perplexities,
-    run_zero_shot,
-    with_retention,
-)
 
 
 def _docs(lengths, seed=0):
@@ -71,17 +64,26 @@ def test_pinned_threads_runs_with_n_threads_and_restores():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"variants": {"d": {"method": "dynamic_ntk"}}}, "depends on the sequence length"),
+    ({"variants": {"d": {"method": "dynamic_ntk"}}}, "'dynamic_ntk' is not a static registry method"),
     ({"variants": {"d": {"factor": 2}}}, "needs a 'method' key"),
     ({"variants": {}}, "non-empty mapping"),
     ({"ppl_lengths": [1]}, "integers >= 2"),
     ({"retrieval": {"variants": ["ntk"]}}, "retrieval variant .ntk. is not in variants"),
-    ({"retrieval": {"passkey_depths": [1.5]}}, r"fractions in \[0, 1\]"),
-    ({"retrieval": {"passkey_trials": True}}, "passkey_trials must be an integer"),
+    ({"retrieval": {"depths": [0.1, 1.5]}}, r"fractions in \[0, 1\]"),
+    ({"retrieval": {"depths": [0.9, 0.1]}}, r"retrieval.depths must be \[lo, hi\] with lo <= hi"),
+    ({"retrieval": {"depths": [0.5]}}, r"retrieval.depths must be \[lo, hi\]"),
+    ({"retrieval": {"passkey_samples": True}}, "passkey_samples must be an integer"),
+    ({"retrieval": {"ruler_tasks": ["vt"], "ruler_task_samples": {"fwe": 2}}}, "names 'fwe', which is not in"),
+    ({"retrieval": {"ruler_tasks": ["vt"], "ruler_task_samples": {"vt": 0}}}, "ruler_task_samples.vt must be"),
+    ({"retrieval": {"pass_threshold": 1.5}}, r"pass_threshold must be in \(0, 1\]"),
     ({"retrieval": {"ruler_tasks": ["nope"]}}, "nope"),
     ({"retrieval": {"ruler_samples": 0}}, "ruler_samples must be an integer"),
     ({"threads": True}, "threads must be an integer"),
-    ({"docs": 0}, "docs must be an integer"),
+    ({"documents": [{"corpus": "shakespeare", "split": "test", "docs": 0}]}, r"documents\[shakespeare\].docs must be"),
+    ({"documents": [{"corpus": "nope"}]}, "unknown corpus 'nope'"),
+    ({"documents": [{"corpus": "shakespeare", "split": "dev"}]}, "documents split 'dev' is not allowed"),
+    ({"documents": [{"corpus": "shakespeare", "docs": 1, "extra": 2}]}, "documents entries must be"),
+    ({"documents": []}, "documents must list at least one"),
     ({"dtype": "float8"}, "dtype 'float8' is not allowed"),
 ])
 def test_bad_profiles_are_refused_in_one_line(overrides, message):
@@ -90,14 +92,43 @@ def test_bad_profiles_are_refused_in_one_line(overrides, message):
         load_zeroshot_config({**base, **overrides})
 
 
-def test_the_committed_profiles_load():
-    for name in ("quick", "full"):
+def test_the_committed_profiles_reach_past_the_window_and_compare_what_they_claim_to():
+    for name in ("quick", "full", "gpu"):
         cfg = load_zeroshot_config(name)
-        assert isinstance(cfg, ZeroShotConfig) and "none" in cfg.variants
-        assert max(cfg.ppl_lengths) > 8192  # both profiles reach past SmolLM2's window
+        assert max(cfg.ppl_lengths) > 8192 and max(cfg.retrieval.lengths) <= cfg.target_length  # past SmolLM2's L
+        assert "none" in cfg.variants and "none" in cfg.retrieval_variants  # every comparison has its baseline
+    full = load_zeroshot_config("full")
+    assert {"yarn", "dprope", "dprope_robust", "dprope_search"} <= set(full.retrieval_variants)
+    assert len(full.documents) >= 2 and sum(d["docs"] for d in full.documents) >= 6  # several genres, 6+ documents
+    synthetic = {t for t, v in __import__("ropelab.eval.ruler", fromlist=["TASKS"]).TASKS.items() if v.family != "qa"}
+    assert set(full.retrieval.ruler_tasks) == synthetic  # RULER's 11 synthetic tasks
 
 
-def test_a_run_is_cached_and_the_cache_is_keyed_on_the_plan(tmp_path, monkeypatch):
+class Counting:
+    """Counts the documents and prompts a run computes (wrapping the real functions; nothing is replaced)."""
+
+    def __init__(self, monkeypatch):
+        from ropelab.eval import generation, prefix
+
+        self.docs, self.prompts = 0, 0
+        real_nll, real_answers = prefix.prefix_nll, generation.answer_prompts
+
+        def nll(model, ids):
+            self.docs += 1
+            return real_nll(model, ids)
+
+        def answers(model, prompts, *args, **kwargs):
+            self.prompts += len(prompts)
+            return real_answers(model, prompts, *args, **kwargs)
+
+        monkeypatch.setattr(prefix, "prefix_nll", nll)
+        monkeypatch.setattr(generation, "answer_prompts", answers)
+
+    def reset(self):
+        self.docs, self.prompts = 0, 0
+
+
+def _run_setup(tmp_path, monkeypatch):
     monkeypatch.setenv("ROPELAB_CACHE", str(tmp_path / "cache"))
     folder = tmp_path / "model"
     random_model("llama", original_length=64).save_pretrained(folder)
@@ -107,27 +138,68 @@ def test_a_run_is_cached_and_the_cache_is_keyed_on_the_plan(tmp_path, monkeypatc
     rng = np.random.default_rng(0)
     for name in ("a.txt", "b.txt"):
         (text / name).write_text(" ".join(f"w{i}" for i in rng.integers(3, 128, size=400)))
-    settings = {"model": str(folder), "dtype": "float32", "threads": 1, "target_length": 256,
-                "corpus": f"text:{text}", "split": "all", "docs": 1, "ppl_lengths": [32, 64, 200],
-                "variants": {"none": {"method": "none"}, "yarn": {"method": "yarn"}},
-                "retrieval": {"variants": ["yarn"], "lengths": [256], "passkey_trials": 1,
-                              "ruler_tasks": ["niah_single_1"]}}
+    return {"model": str(folder), "dtype": "float32", "threads": 1, "target_length": 256,
+            "documents": [{"corpus": f"text:{text}", "split": "all", "docs": 1}], "ppl_lengths": [32, 64, 200],
+            "variants": {"none": {"method": "none"}, "yarn": {"method": "yarn"}},
+            "retrieval": {"variants": ["yarn"], "lengths": [256], "passkey_samples": 1,
+                          "ruler_tasks": ["niah_single_1"]}}
+
+
+def test_a_run_is_cached_per_document_and_prompt_and_keyed_on_the_plan(tmp_path, monkeypatch):
+    settings = _run_setup(tmp_path, monkeypatch)
+    count = Counting(monkeypatch)
     cfg = load_zeroshot_config(settings)
     first = run_zero_shot(cfg, progress=False)
-    assert {r["method"] for r in first["ppl"]} == {"none", "yarn"}
+    assert {r["method"] for r in first["ppl"]} == {"none", "yarn"} and count.docs == 2  # one pass per variant
     assert len(first["docs"]) == 1 and {r["n_docs"] for r in first["ppl"]} == {1}  # docs=1 of the two
-    assert all(r["seconds"] > 0 for r in first["ppl"])
-    assert [c["method"] for c in first["passkey"]] == ["yarn"] and first["niah"][0]["length"] == 256
-    assert [(c["method"], c["task"], c["length"]) for c in first["ruler"]] == [("yarn", "niah_single_1", 256)]
-    assert first["ruler_averages"][0]["method"] == "yarn"
+    assert [r["method"] for r in first["passkey"]] == ["yarn"] and count.prompts == 2  # passkey + RULER
+    assert [(r["method"], r["task"], r["length"]) for r in first["ruler"]] == [("yarn", "niah_single_1", 256)]
+    assert 0.1 <= first["ruler"][0]["depth"] <= 0.9  # sample 0 asks for the middle of (0.1, 0.9); 3 noise lines here
+    count.reset()
     again = run_zero_shot(cfg, progress=False)
-    assert all(r["seconds"] == 0 for r in again["ppl"])  # from the cache
+    assert (count.docs, count.prompts) == (0, 0)  # everything from the cache
     assert [r["ppl"] for r in again["ppl"]] == [r["ppl"] for r in first["ppl"]]
+    assert again["passkey"] == first["passkey"] and again["ruler"] == first["ruler"]
+    # a larger grid computes only its new prompts, a second document only itself
+    more = {**settings, "retrieval": {**settings["retrieval"], "lengths": [256, 240]}}
+    more["documents"] = [{**settings["documents"][0], "docs": 2}]
+    grown = run_zero_shot(load_zeroshot_config(more), progress=False)
+    assert (count.docs, count.prompts) == (2, 2)
+    assert grown["passkey"][0] == first["passkey"][0] and len(grown["passkey"]) == 2
+    count.reset()
     other = run_zero_shot(load_zeroshot_config({**settings, "variants": {"pi": {"method": "pi"}},
                                                 "retrieval": {"lengths": []}}), progress=False)
-    assert all(r["seconds"] > 0 for r in other["ppl"])  # a new plan is a new key
+    assert count.docs == 1 and other["passkey"] == []  # a new plan is a new key; no lengths, no retrieval
     with pytest.raises(ValueError, match="has 2 documents of >= 200 tokens, fewer than docs=3"):
-        run_zero_shot(load_zeroshot_config({**settings, "docs": 3}), progress=False)
+        run_zero_shot(load_zeroshot_config({**settings, "documents": [{**settings["documents"][0], "docs": 3}]}),
+                      progress=False)
+
+
+def test_spread_samples_are_nested_and_spread_over_the_depth_range():
+    from ropelab.eval.passkey import spread_passkey_prompts
+    from ropelab.eval.ruler.evaluate import spread_depth
+
+    tok = word_tokenizer()
+    few, many = (spread_passkey_prompts(tok, [200, 256], n, (0.1, 0.9), seed=3) for n in (2, 7))
+    assert [p for p in many if p["trial"] < 2] == few  # a larger grid only adds prompts
+    depths = sorted(p["depth"] for p in many if p["length"] == 256)
+    assert 0.1 <= depths[0] < 0.2 and 0.8 < depths[-1] <= 0.9 and len(set(depths)) == 7
+    assert spread_depth((0.1, 0.9), 0) == pytest.approx(0.5) and spread_depth((), 3) is None
+    assert max(abs(a - b) for a, b in zip(depths, np.linspace(0.1, 0.9, 7))) < 0.1  # close to an even grid
+    assert len({p["key"] for p in many}) == len(many)
+
+
+def test_pooled_perplexity_weighs_every_document_and_reports_each_corpus():
+    from ropelab.experiments.zeroshot.run import pooled_perplexities
+
+    docs = [{"method": "none", "corpus": "a", "doc": "1", "nll": np.full(9, 1.0)},
+            {"method": "none", "corpus": "b", "doc": "2", "nll": np.full(9, 3.0)},
+            {"method": "none", "corpus": "b", "doc": "3", "nll": np.full(9, 5.0)}]
+    pooled, by_corpus = pooled_perplexities(docs, [4, 10], window=8)
+    assert [r["nll"] for r in pooled] == pytest.approx([3.0, 3.0]) and pooled[0]["n_docs"] == 3
+    assert [(r["corpus"], r["length"], r["nll"]) for r in by_corpus] == [("a", 4, 1.0), ("a", 10, 1.0),
+                                                                        ("b", 4, 4.0), ("b", 10, 4.0)]
+    assert pooled[1]["ppl_beyond"] == pytest.approx(np.exp(3.0)) and "ppl_beyond" not in pooled[0]
 
 
 def _search_setup(tmp_path, monkeypatch):
@@ -143,9 +215,9 @@ def _search_setup(tmp_path, monkeypatch):
             words = [f"w{i}" + ("." if k % 9 == 8 else "") for k, i in enumerate(rng.integers(low, high, size=400))]
             (tmp_path / name / doc).write_text(" ".join(words))
     return {"model": str(folder), "dtype": "float32", "threads": 1, "target_length": 256,
-            "corpus": f"text:{tmp_path / 'text'}", "split": "all", "docs": 1, "ppl_lengths": [32, 200],
+            "documents": [{"corpus": f"text:{tmp_path / 'text'}", "split": "all", "docs": 1}], "ppl_lengths": [32, 200],
             "variants": {"none": {"method": "none"}, "yarn": {"method": "yarn"}},
-            "retrieval": {"variants": ["dprope_search"], "lengths": [256], "passkey_trials": 1,
+            "retrieval": {"variants": ["dprope_search"], "lengths": [256], "passkey_samples": 1,
                           "ruler_tasks": ["niah_single_2"], "seed": 0},
             "search": {"budget": 3, "samples": 1, "seed": 5, "corpus": f"text:{tmp_path / 'hay'}", "split": "all"}}
 
@@ -153,8 +225,8 @@ def _search_setup(tmp_path, monkeypatch):
 def test_a_searched_variant_is_cached_scored_like_the_others_and_never_sees_the_reported_documents(
         tmp_path, monkeypatch):
     from ropelab.eval.ruler import needle_ppl
+    from ropelab.experiments.zeroshot.search import objective_samples
     from ropelab.models import load_model
-    from ropelab.zeroshot import objective_samples
 
     settings = _search_setup(tmp_path, monkeypatch)
     calls = []
@@ -187,7 +259,7 @@ def test_a_searched_variant_is_cached_scored_like_the_others_and_never_sees_the_
     assert calls == [] and again["search"]["cached"]  # the plan came from the cache: no objective evaluation
     assert again["plans"]["dprope_search"].factors == plan.factors
     assert again["search"]["seconds"] == found["seconds"]  # the original search's cost, kept with the plan
-    assert all(r["seconds"] == 0 for r in again["ppl"])  # the searched plan keys its perplexity as before
+    assert again["ppl"] == first["ppl"]  # the searched plan keys its perplexity as before
     other = run_zero_shot(load_zeroshot_config({**settings, "search": {**settings["search"], "budget": 2}}),
                           progress=False)
     assert len(calls) == other["search"]["evaluations"] == 2  # a changed search setting is a new key
@@ -225,7 +297,7 @@ def test_the_search_block_defaults_keep_the_objective_apart_and_may_be_retrieved
     s = cfg.search
     assert (s.label, s.start, s.corpus, s.split, s.task) == ("dprope_search", "dprope", "shakespeare", "train",
                                                             "niah_single_2")
-    assert s.seed != cfg.retrieval.seed and s.split != cfg.split
+    assert s.seed != cfg.retrieval.seed and all(s.split != d["split"] for d in cfg.documents)
     assert cfg.labels[-1] == "dprope_search" and cfg.retrieval_variants == ("dprope_search",)
 
 

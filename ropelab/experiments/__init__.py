@@ -1,0 +1,1 @@
+"""Experiments: recipes that combine the layers below (RoPE methods, runtime, data, evaluation, training)."""

@@ -1,0 +1,56 @@
+"""The zero-shot result cache: one JSON file per result under ``$ROPELAB_CACHE/zeroshot/``, keyed by everything that
+decides its numbers (model, dtype, threads, weights, torch, plan, tokens or prompts, and the code that scores them).
+
+Results are stored one document or one retrieval prompt at a time, so an interrupted run resumes where it stopped
+and a new document or prompt computes only itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ropelab.io import atomic_write_text, content_key
+
+VERSION = 2  # 2: one result per document / prompt (1: one per variant and kind)
+
+
+def weights_fingerprint(model: Any) -> str:
+    """A short hash of the model's config and a sample of its weights (cheap; a different model gives another)."""
+    import torch
+
+    params = list(model.parameters())
+    sample = [p.detach().flatten()[:4096].to(torch.float32).cpu().numpy().tobytes()
+              for p in params[:: max(1, len(params) // 8)]]
+    return content_key(blobs=[model.config.to_json_string(use_diff=False), *sample])
+
+
+def cache_path(settings: Mapping[str, Any]) -> Path:
+    from ropelab.models import cache_folder
+
+    return cache_folder() / "zeroshot" / f"{settings['kind']}-{content_key(settings, digits=20)}.json"
+
+
+def cached(settings: Mapping[str, Any], enabled: bool = True) -> dict[str, Any] | None:
+    path = cache_path(settings)
+    if not enabled or not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def store(settings: Mapping[str, Any], result: Mapping[str, Any], enabled: bool = True) -> None:
+    if enabled:
+        atomic_write_text(cache_path(settings), json.dumps(dict(result), default=_plain))
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.asdict(obj)
+    raise TypeError(f"cannot store {type(obj).__name__} in the zero-shot cache")
