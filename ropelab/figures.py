@@ -29,6 +29,9 @@ METHOD_COLORS = {
     "dprope": "#D55E00",
     "dprope_robust": "#000000",
 }
+# Paul Tol's muted palette: what any other label (a variant, a searched plan) takes, none of it used above
+EXTRA_COLORS = ("#882255", "#44AA99", "#332288", "#AA4499", "#117733", "#88CCEE", "#DDCC77", "#661100", "#6699CC",
+                "#999933", "#CC6677", "#AA7744")
 COLUMN_WIDTH = 3.4  # inches: one column of a two-column paper
 FULL_WIDTH = 7.0
 
@@ -38,7 +41,29 @@ def use_style() -> None:
 
 
 def method_color(method: str) -> str:
-    return METHOD_COLORS.get(method.split(":")[0], "#000000")
+    """The fixed colour of a registry method (a variant ``method:option`` takes its method's)."""
+    return METHOD_COLORS.get(method.split(":")[0], EXTRA_COLORS[0])
+
+
+def variant_colors(labels: Iterable[str]) -> dict[str, str]:
+    """One distinct colour per label of a figure: a registry method keeps its fixed colour, every other label (a
+    variant such as ``yarn:no_temp``, a searched plan) takes the next colour of :data:`EXTRA_COLORS` in the order
+    given, so that figures drawn from the same labels agree."""
+    labels = list(dict.fromkeys(labels))
+    extra = iter(EXTRA_COLORS)
+    colors = {}
+    for label in labels:
+        if label in METHOD_COLORS:
+            colors[label] = METHOD_COLORS[label]
+        else:
+            colors[label] = next(extra, None) or _hashed_color(label)
+    return colors
+
+
+def _hashed_color(label: str) -> str:
+    import hashlib
+
+    return "#" + hashlib.sha256(label.encode()).hexdigest()[:6]
 
 
 # DPRoPE variants share DPRoPE's colour and differ by line style; any other label is a solid line in its colour.

@@ -133,6 +133,11 @@ def show_figure(fig: Any, name: str, data: Any = None) -> Path:
     return png
 
 
+def show_table(rows: Any, name: str) -> Path:
+    """A table of the figures (``<figure folder>/<name>.csv``, as :func:`show_figure` writes a figure's data)."""
+    return _figures.write_csv(rows, Path(_figures.FIGURE_DIR) / f"{name}.csv")
+
+
 def read_metrics(output_dir: str | Path) -> dict[str, float]:
     return json.loads((Path(output_dir) / "metrics.json").read_text())
 

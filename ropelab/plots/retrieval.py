@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ropelab.figures import COLUMN_WIDTH, use_style
+from ropelab.figures import COLUMN_WIDTH, use_style, variant_colors
 
 
 def accuracy_grid(cells: Sequence[Mapping]) -> tuple[list[int], list[float], np.ndarray]:
@@ -82,4 +82,41 @@ def score_heatmap(cells: Sequence[Mapping], rows: str = "method", value: str = "
     if title:
         ax.set_title(title)
     fig.colorbar(image, ax=ax, label=value)
+    return fig
+
+
+def interval_plot(cells: Sequence[Mapping], value: str = "accuracy", title: str = "", window: int | None = None,
+                  colors: Mapping[str, str] | None = None, ylabel: str | None = None):
+    """A score per method against context length with its interval: one line per ``method``, points dodged
+    sideways, error bars from each cell's ``low``/``high`` (e.g. Wilson's), the cells' ``n`` in the legend.
+
+    Args:
+        cells: rows with ``method``, ``length``, ``value``, ``low``, ``high`` and ``n``.
+        window: a dashed line after the last length inside the model's original window.
+        colors: label -> colour (default :func:`ropelab.figures.variant_colors` of the cells' methods).
+    """
+    import matplotlib.pyplot as plt
+
+    use_style()
+    methods = list(dict.fromkeys(str(c["method"]) for c in cells))
+    colors = dict(colors or variant_colors(methods))
+    lengths = sorted({int(c["length"]) for c in cells})
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH * 1.35, COLUMN_WIDTH * 0.72))
+    width = 0.6 / max(len(methods), 1)
+    for i, method in enumerate(methods):
+        mine = sorted((c for c in cells if str(c["method"]) == method), key=lambda c: int(c["length"]))
+        x = np.array([lengths.index(int(c["length"])) for c in mine]) + (i - (len(methods) - 1) / 2) * width
+        y = np.array([float(c[value]) for c in mine])
+        err = np.array([[yy - float(c["low"]) for yy, c in zip(y, mine)], [float(c["high"]) - yy for yy, c in zip(y, mine)]])
+        ns = sorted({int(c["n"]) for c in mine})
+        label = f"{method} (n={ns[0]})" if len(ns) == 1 else f"{method} (n={ns[0]}-{ns[-1]})"
+        ax.errorbar(x, y, yerr=err, marker="o", markersize=3, capsize=2, linewidth=1.0, color=colors[method],
+                    label=label, linestyle="--" if ":" in method else "-")
+    _length_axis(ax, lengths, window)
+    ax.set_ylim(-0.03, 1.03)
+    ax.set_ylabel(ylabel or value)
+    if title:
+        ax.set_title(title, fontsize=8)
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=6, frameon=False)
+    fig.tight_layout()
     return fig

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ropelab.figures import COLUMN_WIDTH, FULL_WIDTH, method_color, use_style
+from ropelab.figures import COLUMN_WIDTH, FULL_WIDTH, use_style, variant_colors
 
 
 def length_label(n: int) -> str:
@@ -23,7 +23,8 @@ def score_grid(cells: Sequence[Mapping]) -> tuple[list[str], list[int], np.ndarr
     return tasks, lengths, grid
 
 
-def ruler_heatmap(cells_by_method: Mapping[str, Sequence[Mapping]], window: int | None = None):
+def ruler_heatmap(cells_by_method: Mapping[str, Sequence[Mapping]], window: int | None = None,
+                  colors: Mapping[str, str] | None = None):
     """Score heat-maps, task (y) x context length (x), one panel per method, 0 red .. 1 green.
 
     Args:
@@ -35,6 +36,7 @@ def ruler_heatmap(cells_by_method: Mapping[str, Sequence[Mapping]], window: int 
     if not cells_by_method:
         raise ValueError("ruler_heatmap needs at least one method's cells")
     use_style()
+    colors = dict(colors or variant_colors(cells_by_method))
     n = len(cells_by_method)
     tasks = list(dict.fromkeys(str(c["task"]) for cells in cells_by_method.values() for c in cells))
     width = min(FULL_WIDTH, COLUMN_WIDTH * (0.45 + 0.55 * n))
@@ -48,7 +50,9 @@ def ruler_heatmap(cells_by_method: Mapping[str, Sequence[Mapping]], window: int 
         image = ax.imshow(full, cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto", origin="upper")
         ax.set_xticks(range(len(lengths)), [length_label(x) for x in lengths], rotation=45)
         ax.set_yticks(range(len(tasks)), tasks)
-        ax.set_title(method, color=method_color(method))
+        ns = sorted({int(c.get("n", 1)) for c in cells})
+        ax.set_title(f"{method}\nn = {ns[0]}" + (f"-{ns[-1]}" if len(ns) > 1 else "") + " per cell", fontsize=7,
+                     color=colors[method])
         ax.set_xlabel("context length (tokens)")
         if window is not None:
             inside = sum(x <= window for x in lengths)
@@ -59,25 +63,34 @@ def ruler_heatmap(cells_by_method: Mapping[str, Sequence[Mapping]], window: int 
 
 
 def ruler_average_plot(averages_by_method: Mapping[str, Sequence[Mapping]], window: int | None = None,
-                       threshold: float | None = None):
-    """Average RULER score vs context length, one line per method (its method colour).
+                       thresholds: Mapping[str, float] | None = None, colors: Mapping[str, str] | None = None):
+    """Average RULER score vs context length, one line per method, with its interval where rows carry
+    ``low``/``high``.
 
     Args:
-        averages_by_method: ``{method: summary["averages"]}`` (rows of length, score).
+        averages_by_method: ``{method: rows of (length, score[, low, high])}``.
         window: dashed vertical line at the model's original window.
-        threshold: dotted horizontal line at the effective-length threshold.
+        thresholds: effective-length thresholds, ``{label: value}``, as horizontal lines.
+        colors: label -> colour (default :func:`ropelab.figures.variant_colors` of the methods).
     """
     import matplotlib.pyplot as plt
 
     if not averages_by_method:
         raise ValueError("ruler_average_plot needs at least one method's averages")
     use_style()
-    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, COLUMN_WIDTH * 0.7))
+    colors = dict(colors or variant_colors(averages_by_method))
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH * 1.35, COLUMN_WIDTH * 0.72))
     lengths: set[int] = set()
-    for method, rows in averages_by_method.items():
-        points = sorted((int(r["length"]), float(r["score"])) for r in rows)
-        lengths |= {x for x, _ in points}
-        ax.plot([x for x, _ in points], [y for _, y in points], marker="o", color=method_color(method), label=method)
+    for i, (method, rows) in enumerate(averages_by_method.items()):
+        rows = sorted(rows, key=lambda r: int(r["length"]))
+        x = np.array([int(r["length"]) for r in rows], dtype=float) * 2 ** (0.04 * (i - len(averages_by_method) / 2))
+        y = np.array([float(r["score"]) for r in rows])
+        lengths |= {int(r["length"]) for r in rows}
+        if all("low" in r for r in rows):
+            err = [y - np.array([float(r["low"]) for r in rows]), np.array([float(r["high"]) for r in rows]) - y]
+            ax.errorbar(x, y, yerr=err, marker="o", markersize=3, capsize=2, color=colors[method], label=method)
+        else:
+            ax.plot(x, y, marker="o", color=colors[method], label=method)
     ax.set_xscale("log", base=2)
     ticks = sorted(lengths)
     ax.set_xticks(ticks, [length_label(x) for x in ticks])
@@ -87,7 +100,8 @@ def ruler_average_plot(averages_by_method: Mapping[str, Sequence[Mapping]], wind
     ax.set_ylabel("RULER average score")
     if window is not None:
         ax.axvline(window, color="black", linewidth=1.0, linestyle="--", label="original window")
-    if threshold is not None:
-        ax.axhline(threshold, color="gray", linewidth=0.8, linestyle=":", label="threshold")
-    ax.legend()
+    for (name, value), style in zip((thresholds or {}).items(), (":", "-.", (0, (1, 3)))):
+        ax.axhline(value, color="gray", linewidth=0.8, linestyle=style, label=name)
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=6, frameon=False)
+    fig.tight_layout()
     return fig
