@@ -39,7 +39,7 @@ def test_split_rule_is_the_documented_hash_with_80_10_10_fractions():
     assert abs(counts["train"] / 4000 - 0.8) < 0.03 and abs(counts["test"] / 4000 - 0.1) < 0.03
 
 
-@pytest.mark.parametrize("corpus,n_docs", [("stdlib", None), ("paul_graham", 49)])
+@pytest.mark.parametrize("corpus,n_docs", [("stdlib", None), ("paul_graham", 49), ("kjv", 66)])
 def test_builtin_corpora_are_sorted_and_split_into_a_partition(corpus, n_docs):
     everything = load_documents(corpus)
     ids = [d.doc_id for d in everything]
@@ -55,6 +55,15 @@ def test_builtin_corpora_are_sorted_and_split_into_a_partition(corpus, n_docs):
 def test_stdlib_is_python_source_and_essays_are_english():
     assert "def " in dict(load_documents("stdlib"))["typing.py"]
     assert "startup" in " ".join(d.text for d in load_documents("paul_graham")).lower()
+
+
+def test_kjv_is_one_document_per_book_with_verses_in_canonical_order():
+    books = dict(load_documents("kjv"))
+    genesis = books["Genesis"].split("\n")
+    assert len(genesis) == 1533 and genesis[0].startswith("In the beginning God created the heaven and the earth")
+    assert books["Revelation"].split("\n")[-1].startswith("The grace of our Lord Jesus Christ")
+    assert [d.doc_id for d in load_documents("kjv", "test")] == ["1 Kings", "2 Kings", "Hebrews", "Jonah", "Matthew",
+                                                                "Philemon"]  # full.yaml uses the three of 16k+ tokens
 
 
 def test_text_corpus_from_a_folder_or_a_file(tmp_path):
