@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ropelab.files import check_output_path
 from ropelab.plan import RopePlan
 
 ARCHS = ("llama", "phi3")  # llama.cpp graphs that apply per-pair factor tensors to every layer
@@ -300,6 +301,7 @@ def check_output(out: Path, force: bool) -> None:
     """Raise unless ``out`` can be written: a ``.gguf`` path, absent unless ``force``."""
     if out.suffix != ".gguf":
         raise ValueError(f"GGUF output {str(out)!r} must end in .gguf")
+    check_output_path(out, "GGUF output")
     if out.is_dir():
         raise FileExistsError(f"GGUF output {str(out)!r} is a folder")
     if out.exists() and not force:

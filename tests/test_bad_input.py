@@ -25,6 +25,7 @@ EVALUATIONS = {  # the arguments each evaluation needs besides --model, chosen s
     "retention": ["--lengths", "32", "--method", "pi", "--target-length", "128", "--text-file", "{root}/text.txt"],
     "passkey": ["--lengths", "64", "--depths", "0", "--trials", "1"],
     "niah": ["--lengths", "64", "--depths", "0"],
+    "ruler": ["--tasks", "niah_single_1", "--lengths", "256", "--samples", "1"],
     "longbench": ["--data-dir", str(FIXTURES / "longbench"), "--tasks", "trec", "--limit", "1"],
 }
 MODEL_FAULTS = [  # (--model, what the error line must name)
@@ -96,9 +97,17 @@ CASES = [
     pytest.param(["plan", "--model", "{root}/llama", "--layer-type", "full_attention", "--method", "pi",
                   "--target-length", "128"], "layer_type 'full_attention' given but the config has one RoPE",
                  id="plan-layer-type-single-rope"),
+    pytest.param(["plan", "--preset", "llama2-7b", "--method", "pi", "--target-length", "8192",
+                  "--out", "{root}/a-file/sub/plan.json"], "--out '{root}/a-file/sub/plan.json' lies under "
+                 "'{root}/a-file', which is a file", id="plan-out-under-file"),
+    pytest.param(["plan", "--preset", "llama2-7b", "--method", "pi", "--target-length", "8192",
+                  "--out", "{root}"], "--out '{root}' is a folder", id="plan-out-folder"),
     # extend
     pytest.param(["extend", "--model", "{root}/llama", "--method", "pi", "--target-length", "128",
                   "--out", "{root}/a-file"], "is a file, not a folder", id="extend-out-file"),
+    pytest.param(["extend", "--model", "{root}/llama", "--method", "pi", "--target-length", "128", "--out", "{out}",
+                  "--gguf", "{root}/a-file/m.gguf"], "GGUF output '{root}/a-file/m.gguf' lies under '{root}/a-file', "
+                 "which is a file", id="extend-gguf-under-file"),
     pytest.param(["extend", "--model", "{root}/llama", "--method", "pi", "--target-length", "128",
                   "--out", "{root}/a-file/x"], "which is a file", id="extend-out-under-file"),
     pytest.param(["extend", "--model", "{root}/llama", "--method", "pi", "--target-length", "128",

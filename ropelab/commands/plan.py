@@ -120,6 +120,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ropelab.files import check_output_path
+
+    if args.out:
+        check_output_path(args.out, "--out")  # before any work
     spec = spec_from_args(args)
     plan = make_plan(args.method, spec, args.target_length, bins=args.bins, metric=args.metric,
                      precision=args.precision, **method_options_from_args(args))
