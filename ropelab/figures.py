@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
 import matplotlib.pyplot as plt
 
-from ropelab.io import atomic_save, atomic_write_text
+from ropelab.storage import atomic_save, atomic_write_text
 
 STYLE = Path(__file__).with_name("ropelab.mplstyle")
 FIGURE_DIR = Path(os.environ.get("ROPELAB_FIGURES", Path(__file__).resolve().parents[1] / "figures"))

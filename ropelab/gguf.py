@@ -311,7 +311,7 @@ def check_output(out: Path, force: bool) -> None:
 def find_converter(converter: str | os.PathLike | None = None) -> Path:
     """llama.cpp's ``convert_hf_to_gguf.py``: ``converter``, else ``$ROPELAB_GGUF_CONVERTER``, else the copy that
     ``scripts/engines.sh llama`` installs under ``$ROPELAB_CACHE/engines``."""
-    from ropelab.models import cache_folder
+    from ropelab.storage import cache_path
 
     given = converter or os.environ.get(CONVERTER_ENV)
     if given:
@@ -319,7 +319,7 @@ def find_converter(converter: str | os.PathLike | None = None) -> Path:
         if not path.is_file():
             raise ValueError(f"no llama.cpp converter at {str(path)!r} (convert_hf_to_gguf.py)")
         return path
-    found = sorted((cache_folder() / "engines").glob("llama-cpp-python-*/llama.cpp/convert_hf_to_gguf.py"))
+    found = sorted(cache_path("engines").glob("llama-cpp-python-*/llama.cpp/convert_hf_to_gguf.py"))
     if not found:
         raise ValueError(f"no llama.cpp converter found: pass its convert_hf_to_gguf.py (--gguf-converter or "
                          f"${CONVERTER_ENV}), or run scripts/engines.sh llama")

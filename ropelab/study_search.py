@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ropelab.determinism import numerics_key, pinned_numerics
-from ropelab.io import content_key
+from ropelab.storage import content_key
 from ropelab.study_config import StudyConfig, Variant
 
 SEARCH_LABEL = "dprope_search"

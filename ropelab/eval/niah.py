@@ -115,7 +115,8 @@ def evaluate_niah(model: Any, tokenizer: Any, *, lengths: Sequence[int] = DEFAUL
         (length, depth, accuracy, n) and overall ``accuracy``.
     """
     from ropelab.eval.generation import answer_prompts, stop_token_ids
-    from ropelab.eval.passkey import summarize_cells, warn_beyond_window
+    from ropelab.eval.passkey import summarize_cells
+    from ropelab.eval.prompts import warn_beyond_window
 
     if not lengths or not depths:
         raise ValueError(f"need non-empty lengths and depths, got {lengths}, {depths}")

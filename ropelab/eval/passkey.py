@@ -14,16 +14,12 @@ from __future__ import annotations
 
 import random
 import re
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-TASK = ("There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
-        "I will quiz you about the important information there.")
-FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again."
-KEY_LINE = "The pass key is {key}. Remember it. {key} is the pass key."
-QUESTION = "What is the pass key? The pass key is"
+from ropelab.eval.prompts import FILLER, KEY_LINE, QUESTION, TASK, warn_beyond_window
+
 DEFAULT_LENGTHS = (1024, 2048, 4096)
 DEFAULT_DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -107,18 +103,6 @@ def parse_answer(text: str) -> int | None:
 
 
 # --------------------------------------------------------------------------------------------- evaluation
-def model_window(model: Any) -> int | None:
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    return getattr(config, "max_position_embeddings", None)
-
-
-def warn_beyond_window(model: Any, lengths: Sequence[int], what: str) -> None:
-    """Lengths past the model's configured window are allowed (that is what extension is for), with a warning."""
-    window = model_window(model)
-    if window is not None and max(lengths) > window:
-        warnings.warn(f"{what} length {max(lengths)} is beyond the model's configured window {window}", stacklevel=3)
-
-
 def passkey_decided(text: str) -> bool:
     """Whether ``text`` already decides :func:`parse_answer`: its first integer is followed by something else."""
     found = re.search(r"\d+", text)
@@ -141,7 +125,7 @@ def spread_passkey_prompts(tokenizer: Any, lengths: Sequence[int], samples: int,
     """``samples`` prompts per length, sample i with its key from ``random.Random(f"passkey|{seed}|{length}|{i}")``
     and its depth spread over ``depths`` = (lo, hi) (:func:`ropelab.eval.ruler.evaluate.spread_depth`): a pure
     function of (length, i, seed), so a larger grid only adds prompts."""
-    from ropelab.eval.ruler.evaluate import spread_depth
+    from ropelab.eval.prompts import spread_depth
 
     if samples < 1 or not lengths or len(depths) != 2:
         raise ValueError(f"need samples >= 1, lengths and depths (lo, hi), got {samples}, {lengths}, {depths}")

@@ -115,7 +115,7 @@ def perplexity(model: Any, documents: Sequence[tuple[str, Sequence[int]]], lengt
     """
     from tqdm.auto import tqdm
 
-    from ropelab.eval.passkey import warn_beyond_window
+    from ropelab.eval.prompts import warn_beyond_window
 
     check_protocol(protocol, length, stride)
     if max_docs is not None and max_docs < 1:

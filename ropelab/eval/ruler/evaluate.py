@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ropelab.eval.prompts import spread_depth
 from ropelab.eval.ruler.scoring import DEFAULT_RELATIVE, postprocess, score, summarize
 from ropelab.eval.ruler.tasks import SYNTHETIC_TASKS, TASKS, RulerSample, build_sample, check_tasks
 
 DEFAULT_LENGTHS = (1024, 2048, 4096)
-GOLDEN = (5 ** 0.5 - 1) / 2  # 1 / phi
 
 
 def generate_samples(tokenizer: Any, tasks: Sequence[str] = SYNTHETIC_TASKS,
@@ -61,16 +61,6 @@ def single_needle(task: str) -> bool:
     return TASKS[task].family == "niah" and max(o["num_needle_k"], o["num_needle_q"]) * o["num_needle_v"] == 1
 
 
-def spread_depth(depths: Sequence[float], index: int) -> float | None:
-    """Depth of sample ``index`` within ``depths`` = (lo, hi): ``lo + (hi - lo) frac(1/2 + index / phi)``, a
-    golden-ratio sequence, so that the first n samples are spread over the range for every n (a larger grid only
-    adds samples); None without depths."""
-    if not depths:
-        return None
-    lo, hi = float(depths[0]), float(depths[-1])
-    return lo + (hi - lo) * ((0.5 + index * GOLDEN) % 1.0)
-
-
 def evaluate_ruler(model: Any, tokenizer: Any, samples: Sequence[RulerSample], *, reuse_prefix: bool = True,
                    max_new_tokens: int | None = None, threshold: float | None = None,
                    relative: float = DEFAULT_RELATIVE, progress: bool = True) -> tuple[list[dict], dict]:
@@ -88,7 +78,7 @@ def evaluate_ruler(model: Any, tokenizer: Any, samples: Sequence[RulerSample], *
         :func:`ropelab.eval.ruler.scoring.summarize` (cells, averages, threshold, effective_length).
     """
     from ropelab.eval.generation import answer_prompts, stop_token_ids
-    from ropelab.eval.passkey import warn_beyond_window
+    from ropelab.eval.prompts import warn_beyond_window
 
     if not samples:
         raise ValueError("no RULER samples to evaluate")

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ropelab.eval.passkey import FILLER as NOISE  # RULER's noise sentence is the passkey filler
+from ropelab.eval.prompts import FILLER as NOISE  # RULER's noise sentence is the passkey filler
 from ropelab.eval.ruler.haystacks import common_words, essay_words, key_word, split_sentences
 
 NEEDLE = "One of the special magic {type_needle_v} for {key} is: {value}."

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ropelab.io import atomic_write_text, content_key
+from ropelab.storage import atomic_write_text, cache_path, content_key
 
 VERSION = 2  # 2: one result per document / prompt (1: one per variant and kind)
 
@@ -30,14 +30,13 @@ def weights_fingerprint(model: Any) -> str:
     return content_key(blobs=[model.config.to_json_string(use_diff=False), *sample])
 
 
-def cache_path(settings: Mapping[str, Any]) -> Path:
-    from ropelab.models import cache_folder
-
-    return cache_folder() / "zeroshot" / f"{settings['kind']}-{content_key(settings, digits=20)}.json"
+def entry_path(settings: Mapping[str, Any]) -> Path:
+    """The cache file of one result: its kind and the content key of everything that decides it."""
+    return cache_path("zeroshot", f"{settings['kind']}-{content_key(settings, digits=20)}.json")
 
 
 def cached(settings: Mapping[str, Any], enabled: bool = True) -> dict[str, Any] | None:
-    path = cache_path(settings)
+    path = entry_path(settings)
     if not enabled or not path.exists():
         return None
     return json.loads(path.read_text())
@@ -45,7 +44,7 @@ def cached(settings: Mapping[str, Any], enabled: bool = True) -> dict[str, Any] 
 
 def store(settings: Mapping[str, Any], result: Mapping[str, Any], enabled: bool = True) -> None:
     if enabled:
-        atomic_write_text(cache_path(settings), json.dumps(dict(result), default=_plain))
+        atomic_write_text(entry_path(settings), json.dumps(dict(result), default=_plain))
 
 
 def _plain(obj: Any) -> Any:

