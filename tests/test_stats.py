@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from ropelab.stats import detectable_effect, mean_ci, paired_ci, paired_comparison
+from ropelab.stats import (
+    bootstrap_mean_interval,
+    detectable_effect,
+    mcnemar_exact,
+    mean_ci,
+    paired_bootstrap,
+    paired_ci,
+    paired_comparison,
+    wilson_interval,
+)
 
 T_975_4 = 2.7764451051977987  # Student t quantiles (tables): 0.975 with 4 and 2 d.o.f., 0.95 with 4
 T_975_2 = 4.302652729749464
@@ -99,3 +108,43 @@ def test_detectable_effect_with_two_pairs_is_finite_and_large():
 
     two, five = detectable_effect(1.0, 2), detectable_effect(1.0, 5)
     assert math.isfinite(two) and two > 5 * five  # one degree of freedom: only huge effects are detectable
+
+
+def test_wilson_interval_by_hand():
+    """(p + z^2/2n -+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n) with z = 1.959964: hand values at n = 10."""
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.27753), abs=5e-6)
+    assert wilson_interval(5, 10) == pytest.approx((0.23659, 0.76341), abs=5e-6)
+    assert wilson_interval(10, 10) == pytest.approx((0.72247, 1.0), abs=5e-6)  # symmetric to 0 of 10
+    lo, hi = wilson_interval(3, 20, level=0.9)
+    z = sps.norm.ppf(0.95)
+    centre, half = (0.15 + z * z / 40) / (1 + z * z / 20), z * math.sqrt(0.15 * 0.85 / 20 + z * z / 1600) / (1 + z * z / 20)
+    assert (lo, hi) == pytest.approx((centre - half, centre + half), rel=1e-12)
+    assert all(math.isnan(x) for x in wilson_interval(0, 0))
+
+
+def test_mcnemar_exact_is_a_binomial_test_of_the_discordant_pairs():
+    right = [True] * 6 + [False] * 4
+    out = mcnemar_exact(right, [False] * 10)
+    assert (out["a_only"], out["b_only"], out["difference"]) == (6, 0, 0.6)
+    assert out["p"] == pytest.approx(2 * 0.5 ** 6)  # 0.03125: 6 of 6 discordant pairs one way
+    assert mcnemar_exact([True] * 5 + [False] * 5, [False] * 5 + [True] * 5)["p"] == 1.0  # 5 each way
+    assert mcnemar_exact(right, right)["p"] == 1.0  # concordant pairs carry no evidence
+    assert mcnemar_exact([True, False, True], [False, True, False])["p"] == pytest.approx(1.0)  # 2 vs 1
+    with pytest.raises(ValueError, match="equal lengths, got 2 and 3"):
+        mcnemar_exact([True, False], [True, False, True])
+
+
+def test_paired_bootstrap_on_known_differences_and_strata():
+    same = paired_bootstrap([0.3, 0.5, 0.9], [0.3, 0.5, 0.9])
+    assert (same["difference"], same["low"], same["high"], same["p"]) == (0.0, 0.0, 0.0, 1.0)
+    ahead = paired_bootstrap([1.0] * 8, [0.0] * 8)
+    assert (ahead["difference"], ahead["low"], ahead["high"], ahead["p"]) == (1.0, 1.0, 1.0, 0.0)
+    # the mean of the strata's means (RULER's task average), not the mean over prompts
+    strata = paired_bootstrap([1, 1, 0, 0, 0, 0], [0] * 6, strata=["a", "a", "b", "b", "b", "b"])
+    assert strata["difference"] == 0.5 and strata["low"] == strata["high"] == 0.5  # each stratum is constant
+    noisy = paired_bootstrap(np.arange(20) % 3, np.zeros(20), resamples=4000, seed=1)
+    se = np.std(np.arange(20) % 3) / math.sqrt(20)
+    assert noisy["low"] == pytest.approx(noisy["difference"] - 1.96 * se, abs=0.1)
+    assert bootstrap_mean_interval([0.5] * 4) == (0.5, 0.5)
+    with pytest.raises(ValueError, match="equal, non-empty lengths, got 2 and 3"):
+        paired_bootstrap([1, 2], [1, 2, 3])
