@@ -385,3 +385,27 @@ def test_smollm2_finds_the_needle_inside_its_window():
              for s in samples]
     right = needle_perplexity(model, samples)
     assert right < 1.5 and 3 * right < needle_perplexity(model, wrong)  # measured: 1.16 against 4.23
+
+
+def test_interval_plot_and_variant_colours():
+    from matplotlib.colors import to_hex
+
+    from ropelab.figures import METHOD_COLORS, variant_colors
+    from ropelab.plots.retrieval import interval_plot
+
+    labels = ["none", "yarn", "dprope", "dprope_robust", "dprope_search", "yarn:no_temp", "dprope:n_hat=40",
+              "dprope_robust:temp", "pi", "ntk", "llama3"]
+    colors = variant_colors(labels)
+    assert len(set(colors.values())) == len(labels)  # distinct: no two lines of a figure share a colour
+    assert all(colors[m] == METHOD_COLORS[m] for m in labels if m in METHOD_COLORS)  # a method keeps its colour
+    # a variant's colour depends on the labels before it: a run draws every figure from one palette (notebook 06)
+    assert variant_colors(["yarn:no_temp"])["yarn:no_temp"] == colors["dprope_search"] != colors["yarn:no_temp"]
+    cells = [{"method": m, "length": n, "accuracy": a, "low": a - 0.2, "high": min(a + 0.1, 1.0), "n": 10}
+             for m, row in (("none", (1.0, 0.1)), ("yarn", (0.9, 0.6))) for n, a in zip((8192, 16384), row)]
+    fig = interval_plot(cells, window=8192, colors=colors)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["none (n=10)", "yarn (n=10)"]
+    assert len(ax.containers) == 2
+    bars = ax.containers[1].lines[2][0].get_segments()  # yarn's error bars: (low, high) at each length
+    assert [(round(s[0][1], 6), round(s[1][1], 6)) for s in bars] == [(0.7, 1.0), (0.4, 0.7)]
+    assert to_hex(ax.containers[1].lines[0].get_color()) == to_hex(colors["yarn"])

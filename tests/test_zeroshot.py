@@ -313,3 +313,29 @@ def test_the_search_curve_figure_draws_the_best_objective_per_evaluation_and_mar
     fig = search_curve(rows)
     step, marks = fig.axes[0].lines
     assert list(step.get_ydata()) == record["curve"] and list(marks.get_xdata()) == [3, 5]
+
+
+def test_summary_tables_on_hand_made_rows():
+    from ropelab.experiments.zeroshot.summary import effective_lengths, interval_cells, paired_tests, ruler_averages
+    from ropelab.stats import wilson_interval
+
+    rows = [{"method": m, "length": n, "sample": i, "correct": ok}
+            for m, hits in (("yarn", (3, 1)), ("dprope", (4, 4))) for n, h in zip((4096, 16384), hits)
+            for i, ok in enumerate([True] * h + [False] * (4 - h))]
+    cells = {(c["method"], c["length"]): c for c in interval_cells(rows, "correct")}
+    assert cells[("yarn", 16384)]["n"] == 4 and cells[("yarn", 16384)]["accuracy"] == 0.25
+    assert (cells[("yarn", 16384)]["low"], cells[("yarn", 16384)]["high"]) == wilson_interval(1, 4)
+    test = paired_tests(rows, "dprope", "yarn", "correct", ("length", "sample"), {"16k": [16384], "all": [4096, 16384]})
+    assert [(t["lengths"], t["n"], t["a_only"], t["b_only"], t["test"]) for t in test] == [
+        ("16k", 4, 3, 0, "mcnemar"), ("all", 8, 4, 0, "mcnemar")]
+    assert test[1]["p"] == pytest.approx(2 * 0.5 ** 4)
+    scored = [{"method": "yarn", "length": n, "task": t, "sample": i, "score": s}
+              for n, task_scores in ((4096, {"vt": [1.0, 1.0], "cwe": [0.5]}), (8192, {"vt": [0.0, 1.0], "cwe": [0.2]}))
+              for t, ss in task_scores.items() for i, s in enumerate(ss)]
+    averages = ruler_averages(scored)
+    assert [(a["length"], a["score"], a["tasks"], a["n"]) for a in averages] == [(4096, 0.75, 2, 3), (8192, 0.35, 2, 3)]
+    lengths = effective_lengths(averages, {"RULER 0.856": 0.856, "0.7": 0.7, "0.3": 0.3})
+    assert [r["effective_length"] for r in lengths] == [0, 4096, 8192]
+    bootstrap = paired_tests([{**r, "method": "a"} for r in scored] + [{**r, "method": "b", "score": 0.0} for r in scored],
+                             "a", "b", "score", ("length", "task", "sample"), {"all": [4096, 8192]})
+    assert bootstrap[0]["test"] == "paired bootstrap" and bootstrap[0]["difference"] == pytest.approx(0.55)
