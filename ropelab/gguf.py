@@ -47,8 +47,8 @@ GGUF_ARCH = {"LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "Phi3Fo
 
 def static_plan_check(plan: RopePlan, target: str) -> None:
     """Raise ValueError for plans whose frequencies depend on the sequence length (dynamic NTK)."""
-    if plan.method == "dynamic_ntk":
-        raise ValueError(f"dynamic_ntk frequencies change with the sequence length; {target} needs a static plan")
+    if plan.dynamic:
+        raise ValueError(f"{plan.method} frequencies change with the sequence length; {target} needs a static plan")
 
 
 def _short_factors(plan: RopePlan) -> tuple[float, ...]:

@@ -140,7 +140,7 @@ def apply_plan(model: torch.nn.Module, plan: RopePlan) -> torch.nn.Module:
             if other != layer_type and other in used}
     params = _accepted_parameters(config, plan, layer_rope_parameters(config, layer_type))
     config.rope_parameters = _with_layer(config, layer_type, params)
-    if plan.method == "dynamic_ntk":
+    if plan.dynamic:
         config.max_position_embeddings = plan.spec.original_length  # transformers' dynamic NTK reads L from here
     else:
         config.max_position_embeddings = plan.target_length
@@ -184,8 +184,7 @@ def model_frequencies(model: torch.nn.Module, seq_len: int, layer_type: str | No
 def check_frequencies(model: torch.nn.Module, plan: RopePlan, rtol: float = 2e-6) -> None:
     """Raise RuntimeError unless ``model``'s rotary module uses ``plan``'s frequencies and attention factor at its
     target length (dynamic NTK: at its evaluation length), in the plan's layer type."""
-    seq_len = int(plan.options.get("length") or plan.target_length) if plan.method == "dynamic_ntk" else None
-    inv_freq, attention = model_frequencies(model, seq_len or plan.target_length, plan.spec.layer_type)
+    inv_freq, attention = model_frequencies(model, plan.dynamic_length or plan.target_length, plan.spec.layer_type)
     worst = max_relative_error(inv_freq, plan.inv_freq)
     if not worst <= rtol:
         raise RuntimeError(f"model frequencies differ from the {plan.method} plan (max relative error {worst:.3g})")
@@ -200,7 +199,7 @@ def _accepted_parameters(config: Any, plan: RopePlan, old_params: dict[str, Any]
     if _config_accepts(config, native, plan):
         return native
     model_type = getattr(config, "model_type", type(config).__name__)
-    if plan.method == "dynamic_ntk":
+    if plan.dynamic:
         raise ValueError(
             f"{model_type} does not accept rope_type 'dynamic' and dynamic NTK has no static per-pair form; "
             "use ntk or a static method"

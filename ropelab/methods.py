@@ -25,7 +25,7 @@ import numpy as np
 
 from ropelab.angles import SMOOTHING, angle_distribution, check_bins
 from ropelab.divergence import get_divergence
-from ropelab.plan import RopePlan
+from ropelab.plan import DYNAMIC_METHODS, RopePlan
 from ropelab.spec import RopeSpec, check_positive_int, check_precision
 
 
@@ -87,8 +87,7 @@ def disturbance_per_pair(spec: RopeSpec, inv_freq: np.ndarray, target_length: in
 METHODS: dict[str, Callable[..., Extension]] = {}
 # method -> the transformers ``rope_parameters`` of its native type, from its plan (see ``native_rope_parameters``)
 _NATIVE: dict[str, Callable[[RopePlan], dict[str, Any]]] = {}
-# methods whose frequencies follow the sequence length: they have no static per-pair (longrope) form
-DYNAMIC: set[str] = set()
+DYNAMIC = DYNAMIC_METHODS  # methods whose frequencies follow the sequence length: no static per-pair form
 
 
 def register(native: Callable[[RopePlan], dict[str, Any]] | None = None, dynamic: bool = False):

@@ -12,6 +12,10 @@ import numpy as np
 from ropelab.spec import RopeSpec
 from ropelab.storage import atomic_write_text
 
+# Registry methods whose frequencies follow the sequence length (dynamic NTK): no static per-pair form. Filled by
+# ``ropelab.methods.register(dynamic=True)``; read through ``RopePlan.dynamic``.
+DYNAMIC_METHODS: set[str] = set()
+
 # A pair counts as interpolated when its frequency is divided by more than this (YaRN's ramp ends are not exact).
 INTERPOLATED_ABOVE = 1.0 + 1e-6
 
@@ -52,6 +56,17 @@ class RopePlan:
     metric: str = "kl"
     precision: str = "exact"
     details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dynamic(self) -> bool:
+        """Whether the frequencies follow the sequence length (a ``register(dynamic=True)`` method)."""
+        return self.method in DYNAMIC_METHODS
+
+    @property
+    def dynamic_length(self) -> int | None:
+        """For a dynamic plan, the sequence length its frequencies are fixed at (option ``length``, default the
+        target length); None for a static plan."""
+        return int(self.options.get("length") or self.target_length) if self.dynamic else None
 
     @property
     def scale(self) -> float:

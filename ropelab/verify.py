@@ -89,8 +89,7 @@ class Verification:
 
 def lengths(plan: RopePlan) -> tuple[int, int]:
     """The two lengths checked: the original window and the target (dynamic NTK: its evaluation length)."""
-    far = int(plan.options.get("length") or plan.target_length) if plan.method == "dynamic_ntk" else plan.target_length
-    return plan.spec.original_length, far
+    return plan.spec.original_length, plan.dynamic_length or plan.target_length
 
 
 def expected(plan: RopePlan, length: int) -> tuple[np.ndarray, float]:
@@ -98,7 +97,7 @@ def expected(plan: RopePlan, length: int) -> tuple[np.ndarray, float]:
 
     Up to L: LongRoPE's short factors, or the original frequencies for dynamic NTK; past L the plan's own.
     """
-    if length <= plan.spec.original_length and plan.method == "dynamic_ntk":
+    if length <= plan.spec.original_length and plan.dynamic:
         return plan.spec.inv_freq(plan.precision), 1.0
     if length <= plan.spec.original_length and "short_factors" in plan.details:
         return plan.spec.inv_freq(plan.precision) / np.asarray(plan.details["short_factors"]), plan.attention_factor
@@ -229,8 +228,8 @@ def verify_folder(folder: str | os.PathLike, plan: RopePlan | None = None) -> Ve
                    for n in lengths(plan)]
         return Verification(str(folder), plan, tuple(checks))
     checks += verify_vllm(raw, plan, None)
-    if plan.method == "dynamic_ntk":
-        checks += [_check("vllm (overrides)", plan, n, None, None, "-", "dynamic NTK has no static vLLM form")
+    if plan.dynamic:
+        checks += [_check("vllm (overrides)", plan, n, None, None, "-", f"{plan.method} has no static vLLM form")
                    for n in lengths(plan)]
     else:
         checks += verify_vllm(raw, plan, vllm_hf_overrides(plan))
