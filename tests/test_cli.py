@@ -9,7 +9,7 @@ import torch
 
 import ropelab.commands
 from ropelab.cli import main
-from ropelab.commands._eval.common import resolve_device
+from ropelab.commands._eval.options import resolve_device
 
 COMMANDS = sorted(m.name for m in pkgutil.iter_modules(ropelab.commands.__path__) if not m.name.startswith("_"))
 EVALUATIONS = ["longbench", "niah", "passkey", "ppl", "retention"]

@@ -5,14 +5,14 @@ tokenizer and return rows and a summary; they never import ``ropelab.commands``)
 here, in the package :mod:`ropelab.commands._eval` (the leading underscore: ``ropelab/cli.py`` does not take it
 for a command):
 
-- ``_eval/common.py``: what every evaluation shares: ``add_model_arguments`` (--model/--dtype/--device and the
+- ``_eval/options.py``: what every evaluation shares: ``add_model_arguments`` (--model/--dtype/--device and the
   optional --method/--target-length), the one model loader ``load_model`` and ``model_and_plans``,
   ``evaluate_from_args`` (load, apply the one plan, label the rows), list/grid/text arguments and writing rows;
 - ``_eval/<evaluation>.py``: one small module per evaluation defining ``add_cli(subparsers)``, which adds its
   subcommand and sets ``func`` to its ``run_cli(args) -> int``.
 
 Adding an evaluation is adding its library module under ``ropelab/eval/`` and one ``_eval/<name>.py`` with
-``add_cli``/``run_cli`` built from ``common``; it is found automatically (module-name order).
+``add_cli``/``run_cli`` built from ``options``; it is found automatically (module-name order).
 """
 
 from __future__ import annotations

@@ -1,3 +1,3 @@
-"""The command-line glue of ``ropelab eval``: one module per evaluation, plus :mod:`.common` (shared arguments,
+"""The command-line glue of ``ropelab eval``: one module per evaluation, plus :mod:`.options` (shared arguments,
 the one model loader, output-path checks). Found by :mod:`ropelab.commands.eval`; the library in
 :mod:`ropelab.eval` never imports it."""

@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ropelab.commands._eval import common
+from ropelab.commands._eval import options
 
 
 def add_cli(subparsers: Any) -> None:
@@ -18,7 +18,7 @@ def add_cli(subparsers: Any) -> None:
 
     parser = subparsers.add_parser("longbench", help="LongBench-E: per-task scores and 0-4k/4-8k/8k+ buckets",
                                    description=longbench.__doc__.splitlines()[0])
-    common.add_model_arguments(parser)
+    options.add_model_arguments(parser)
     parser.add_argument("--data-dir", required=True, help="folder with the official <task>_e.jsonl files")
     parser.add_argument("--tasks", default=",".join(longbench.TASKS), help="comma-separated subset of the 13 tasks")
     parser.add_argument("--max-length", type=int, help="prompt budget in tokens (default: window - max new tokens)")
@@ -33,18 +33,18 @@ def run_cli(args: argparse.Namespace) -> int:
     from ropelab.eval.longbench import check_folder, check_tasks, evaluate_longbench, summary_rows
     from ropelab.files import check_output_path
 
-    common.check_positive(args, "max_length", "limit", "max_new_tokens")
+    options.check_positive(args, "max_length", "limit", "max_new_tokens")
     tasks = check_tasks(t.strip() for t in args.tasks.split(",") if t.strip())
     check_folder(args.data_dir, tasks)
     if args.csv:
         check_output_path(Path(args.csv).with_suffix(".summary.csv"), "--csv (its .summary.csv)")
-    rows, summary = common.evaluate_from_args(args, lambda model, tokenizer: evaluate_longbench(
+    rows, summary = options.evaluate_from_args(args, lambda model, tokenizer: evaluate_longbench(
         model, tokenizer, args.data_dir, tasks=tasks, max_length=args.max_length, limit=args.limit,
         max_new_tokens=args.max_new_tokens))
     if args.csv:
-        common.write_rows(rows, args.csv)
-        common.write_rows(summary_rows(summary), Path(args.csv).with_suffix(".summary.csv"))
-    print(json.dumps(common.json_ready(summary), indent=2) if args.json else format_summary(summary))
+        options.write_rows(rows, args.csv)
+        options.write_rows(summary_rows(summary), Path(args.csv).with_suffix(".summary.csv"))
+    print(json.dumps(options.json_ready(summary), indent=2) if args.json else format_summary(summary))
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ropelab.commands._eval import common
+from ropelab.commands._eval import options
 
 
 def add_cli(subparsers: Any) -> None:
@@ -14,8 +14,8 @@ def add_cli(subparsers: Any) -> None:
 
     parser = subparsers.add_parser("passkey", help="passkey retrieval accuracy over lengths x depths",
                                    description=passkey.__doc__.splitlines()[0])
-    common.add_model_arguments(parser)
-    common.add_grid_arguments(parser, passkey.DEFAULT_LENGTHS, passkey.DEFAULT_DEPTHS, "trial")
+    options.add_model_arguments(parser)
+    options.add_grid_arguments(parser, passkey.DEFAULT_LENGTHS, passkey.DEFAULT_DEPTHS, "trial")
     parser.add_argument("--trials", type=int, default=5, help="keys per cell")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-prefix-reuse", action="store_true", help="run every prompt whole")
@@ -25,7 +25,7 @@ def add_cli(subparsers: Any) -> None:
 def run_cli(args: argparse.Namespace) -> int:
     from ropelab.eval.passkey import evaluate_passkey
 
-    common.check_positive(args, "trials")
-    return common.run_grid(args, lambda model, tokenizer, lengths, depths: evaluate_passkey(
+    options.check_positive(args, "trials")
+    return options.run_grid(args, lambda model, tokenizer, lengths, depths: evaluate_passkey(
         model, tokenizer, lengths=lengths, depths=depths, trials=args.trials, seed=args.seed,
         reuse_prefix=not args.no_prefix_reuse))

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from ropelab.commands._eval import common
+from ropelab.commands._eval import options
 
 
 def add_cli(subparsers: Any) -> None:
@@ -15,8 +15,8 @@ def add_cli(subparsers: Any) -> None:
 
     parser = subparsers.add_parser("ppl", help="perplexity at several lengths (sliding window or truncated)",
                                    description=perplexity.__doc__.splitlines()[0])
-    common.add_model_arguments(parser)
-    common.add_text_arguments(parser)
+    options.add_model_arguments(parser)
+    options.add_text_arguments(parser)
     parser.add_argument("--lengths", default="2048,4096", help="comma-separated context lengths in tokens")
     parser.add_argument("--protocol", default="sliding", help="sliding (default) or truncated")
     parser.set_defaults(func=run_cli)
@@ -26,25 +26,25 @@ def run_cli(args: argparse.Namespace) -> int:
     from ropelab.eval.loading import plan_applied
     from ropelab.eval.perplexity import check_protocol, perplexity_at_lengths
 
-    common.check_positive(args, "max_docs", "batch_tokens", "stride")
-    lengths = common.parse_lengths(args.lengths)
+    options.check_positive(args, "max_docs", "batch_tokens", "stride")
+    lengths = options.parse_lengths(args.lengths)
     for length in lengths:
         check_protocol(args.protocol, length, args.stride)
     if args.method and "," in args.method:
         raise ValueError(f"ppl takes one --method, got {args.method!r}")
-    model, tokenizer, plans = common.model_and_plans(args)
+    model, tokenizer, plans = options.model_and_plans(args)
     plan = plans[0] if plans else None
-    docs, source = common.documents_from_args(args, tokenizer)
+    docs, source = options.documents_from_args(args, tokenizer)
     with plan_applied(model, plan):
         results = perplexity_at_lengths(model, docs, lengths, protocol=args.protocol, stride=args.stride,
                                         max_docs=args.max_docs, batch_tokens=args.batch_tokens)
     extra = {"model": args.model, "method": plan.method if plan else "none",
              "target_length": plan.target_length if plan else None, **source}
     rows = [r.row(**extra) for r in results]
-    common.write_rows(rows, args.csv)
+    options.write_rows(rows, args.csv)
     if args.json:
         out = {**extra, "plan": json.loads(plan.to_json()) if plan else None, "results": rows}
-        print(json.dumps(common.json_ready(out), indent=2))
+        print(json.dumps(options.json_ready(out), indent=2))
     else:
         print(f"{'length':>8}{'protocol':>11}{'ppl':>11}{'tokens':>10}{'docs':>6}{'skipped':>9}{'seconds':>9}")
         for r in rows:

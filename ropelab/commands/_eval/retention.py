@@ -7,7 +7,7 @@ import argparse
 import json
 from typing import Any
 
-from ropelab.commands._eval import common
+from ropelab.commands._eval import options
 
 
 def add_cli(subparsers: Any) -> None:
@@ -17,8 +17,8 @@ def add_cli(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "retention", help="perplexity inside the original window before and after each extension",
         description=retention.__doc__.splitlines()[0] + " --method takes several methods separated by commas.")
-    common.add_model_arguments(parser)
-    common.add_text_arguments(parser)
+    options.add_model_arguments(parser)
+    options.add_text_arguments(parser)
     parser.add_argument("--lengths", help="comma-separated lengths <= the window (default: the window)")
     parser.add_argument("--protocol", default="truncated", help="truncated (default) or sliding")
     parser.set_defaults(func=run_cli)
@@ -29,17 +29,17 @@ def run_cli(args: argparse.Namespace) -> int:
 
     if not args.method:
         raise ValueError("retention needs --method (one or more, comma-separated) and --target-length")
-    common.check_positive(args, "max_docs", "batch_tokens", "stride")
-    lengths = common.parse_lengths(args.lengths) if args.lengths else None
-    model, tokenizer, plans = common.model_and_plans(args)
-    docs, source = common.documents_from_args(args, tokenizer)
+    options.check_positive(args, "max_docs", "batch_tokens", "stride")
+    lengths = options.parse_lengths(args.lengths) if args.lengths else None
+    model, tokenizer, plans = options.model_and_plans(args)
+    docs, source = options.documents_from_args(args, tokenizer)
     rows = retention(model, docs, plans, lengths=lengths, protocol=args.protocol, stride=args.stride,
                      max_docs=args.max_docs, batch_tokens=args.batch_tokens)
     rows = [{"model": args.model, **source, **row} for row in rows]
-    common.write_rows(rows, args.csv)
+    options.write_rows(rows, args.csv)
     if args.json:
         out = {"model": args.model, **source, "plans": [json.loads(p.to_json()) for p in plans], "results": rows}
-        print(json.dumps(common.json_ready(out), indent=2))
+        print(json.dumps(options.json_ready(out), indent=2))
     else:
         print(f"{'method':<12}{'length':>8}{'ppl':>10}{'original':>10}{'ratio':>8}{'tokens':>9}")
         for r in rows:

@@ -10,7 +10,7 @@ import argparse
 import json
 from typing import Any
 
-from ropelab.commands._eval import common
+from ropelab.commands._eval import options
 
 
 def add_cli(subparsers: Any) -> None:
@@ -20,7 +20,7 @@ def add_cli(subparsers: Any) -> None:
 
     parser = subparsers.add_parser("ruler", help="RULER synthetic tasks (NIAH variants, VT, CWE, FWE, QA) x lengths",
                                    description=__doc__.splitlines()[0])
-    common.add_model_arguments(parser)
+    options.add_model_arguments(parser)
     parser.add_argument("--tasks", default=",".join(SYNTHETIC_TASKS),
                         help=f"comma-separated, from: {', '.join(TASKS)} (qa_* need --qa-file)")
     parser.add_argument("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)), help="lengths in tokens")
@@ -42,8 +42,8 @@ def run_cli(args: argparse.Namespace) -> int:
     from ropelab.eval.ruler.tasks import check_tasks
 
     tasks = check_tasks([t.strip() for t in args.tasks.split(",") if t.strip()])
-    lengths = common.parse_lengths(args.lengths)
-    common.check_positive(args, "samples", "max_new_tokens")
+    lengths = options.parse_lengths(args.lengths)
+    options.check_positive(args, "samples", "max_new_tokens")
     if any(TASKS[t].family == "qa" for t in tasks) and not args.qa_file:
         raise ValueError("qa_1/qa_2 need --qa-file (RULER's SQuAD or HotpotQA JSON)")
     if args.pass_threshold is not None and not 0.0 <= args.pass_threshold <= 1.0:
@@ -55,9 +55,9 @@ def run_cli(args: argparse.Namespace) -> int:
                                        max_new_tokens=args.max_new_tokens, threshold=args.pass_threshold)
         return rows, {**summary, "seed": args.seed, "samples": args.samples}
 
-    rows, summary = common.evaluate_from_args(args, evaluate)
-    common.write_rows([{**r, "outputs": " | ".join(r["outputs"])} for r in rows], args.csv)
-    print(json.dumps(common.json_ready(summary), indent=2) if args.json else format_table(summary))
+    rows, summary = options.evaluate_from_args(args, evaluate)
+    options.write_rows([{**r, "outputs": " | ".join(r["outputs"])} for r in rows], args.csv)
+    print(json.dumps(options.json_ready(summary), indent=2) if args.json else format_table(summary))
     return 0
 
 

@@ -45,7 +45,7 @@ def check_device(device: str | None) -> str:
     return name
 
 
-def load_model(args: argparse.Namespace) -> tuple[Any, Any]:
+def model_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
     """``(model, tokenizer)`` of ``--model`` in eval mode on ``--device``, in ``--dtype``, without any plan.
 
     ``--model`` is ``smollm2-135m`` (the offline SmolLM2-135M), a local HF folder with a tokenizer, or a local
@@ -85,7 +85,7 @@ def model_and_plans(args: argparse.Namespace) -> tuple[Any, Any, list[Any]]:
     if methods and not getattr(args, "target_length", None):
         raise ValueError("--method needs --target-length")
     check_outputs(args)
-    model, tokenizer = load_model(args)
+    model, tokenizer = model_from_args(args)
     return model, tokenizer, [plan_for(model, m, args.target_length, args) for m in methods]
 
 
