@@ -11,7 +11,7 @@ pinned (they cache nothing, and their speed on many threads is benchmarked); the
 kernel with one OpenMP thread, so what notebooks compute with them directly is pinned in ``make reproduce`` too.
 
 What is pinned: one intra-op thread, deterministic algorithms (``warn_only``: ops without a deterministic kernel
-warn rather than fail), cuDNN without autotuning. Seeds stay with the work (:func:`ropelab.seeding.seed_everything`
+warn rather than fail), cuDNN without autotuning. Seeds stay with the work (:func:`seed_everything`
 in each entry point, from its config). Inter-op threads are not pinned: torch uses them only for ``torch.jit.fork``
 tasks, never in these computations, and they can be set once per process only.
 
@@ -25,9 +25,11 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import random
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 
 THREADS = 1  # intra-op threads of every saved computation: the only count that every machine can run
@@ -90,3 +92,10 @@ def _numpy_simd() -> list[str]:
     except ImportError:  # numpy < 2
         return []
     return [name for name in __cpu_dispatch__ if __cpu_features__.get(name)]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) for a reproducible run: the one seed function."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

@@ -22,9 +22,8 @@ from typing import Any
 import torch
 
 from ropelab.config import load_config, to_dict
-from ropelab.determinism import numerics_key, pinned_numerics
+from ropelab.determinism import numerics_key, pinned_numerics, seed_everything
 from ropelab.mixture import MixConfig, minimum_length, rows_key
-from ropelab.seeding import seed_everything
 from ropelab.storage import atomic_write_text, content_key
 from ropelab.train import (
     DONE_FILE,

@@ -79,8 +79,8 @@ def test_pretraining_on_a_mix_scores_text_rows_whole_and_other_rows_on_their_ans
     import torch
     from transformers import AutoTokenizer, LlamaForCausalLM
 
+    from ropelab.determinism import seed_everything
     from ropelab.mixture import MixConfig
-    from ropelab.seeding import seed_everything
     from ropelab.train import DataConfig, read_metrics, sample_indices, training_blocks
 
     mix = MixConfig(shares={"text": 0.5, "repeat": 0.5}, loss_on="answers")

@@ -15,10 +15,9 @@ import torch
 
 from ropelab import checkpoint as ckpt
 from ropelab.config import save_config, to_dict
-from ropelab.determinism import numerics_key, pinned_numerics
+from ropelab.determinism import numerics_key, pinned_numerics, seed_everything
 from ropelab.mixture import rows_key
 from ropelab.plan import RopePlan
-from ropelab.seeding import seed_everything
 from ropelab.storage import content_key
 from ropelab.train.config import TrainConfig, validate
 from ropelab.train.loop import DONE_FILE, MODEL_SUBDIR, make_accelerator, process_state, save_model, train_model
