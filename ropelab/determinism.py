@@ -59,6 +59,10 @@ def pinned_numerics() -> Iterator[None]:
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = saved[3], saved[4]
 
 
+# Environment variables that choose other SIMD kernels on the same CPU (scripts/other_isa.sh sets them)
+KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "NPY_DISABLE_CPU_FEATURES", "MKL_CBWR")
+
+
 def machine_fingerprint() -> dict[str, Any]:
     """What besides the pinned settings decides the last bits: CPU, SIMD levels in use, library versions."""
     import importlib.metadata
@@ -72,6 +76,7 @@ def machine_fingerprint() -> dict[str, Any]:
         "cpu": _cpu_model(),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "numpy_simd": _numpy_simd(),
+        "kernel_env": {k: os.environ[k] for k in KERNEL_ENV if os.environ.get(k)},
         "python": platform.python_version_tuple()[0] + "." + platform.python_version_tuple()[1],
         "versions": versions,
     }
