@@ -339,3 +339,15 @@ def test_summary_tables_on_hand_made_rows():
     bootstrap = paired_tests([{**r, "method": "a"} for r in scored] + [{**r, "method": "b", "score": 0.0} for r in scored],
                              "a", "b", "score", ("length", "task", "sample"), {"all": [4096, 8192]})
     assert bootstrap[0]["test"] == "paired bootstrap" and bootstrap[0]["difference"] == pytest.approx(0.55)
+    from ropelab.experiments.zeroshot.summary import comparison_table, ruler_thresholds
+
+    thresholds = ruler_thresholds(averages, 0.856)  # no "none" here: the first method is the baseline
+    assert thresholds == {"relative: 0.85 x yarn at 4096": pytest.approx(0.85 * 0.75), "RULER's absolute 0.856": 0.856}
+    none = [{**r, "method": "none", "correct": False} for r in rows if r["method"] == "yarn"]
+    robust = [{**r, "method": "dprope_robust", "trial": r["sample"]} for r in rows if r["method"] == "dprope"]
+    result = {"passkey": [{**r, "trial": r["sample"]} for r in rows + none] + robust}
+    table = comparison_table(result, ["none", "yarn", "dprope_robust"], [4096, 16384], window=8192)
+    assert [(t["a"], t["b"], t["lengths"]) for t in table if t["lengths"] == "past L"] == [
+        ("dprope_robust", "yarn", "past L"), ("dprope_robust", "dprope", "past L"), ("yarn", "none", "past L"),
+        ("dprope_robust", "none", "past L")]
+    assert next(t for t in table if t["a"] == "yarn" and t["lengths"] == "past L")["a_only"] == 1  # 1 of 4 at 16k

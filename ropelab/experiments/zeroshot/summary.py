@@ -90,3 +90,39 @@ def paired_tests(rows: Sequence[Mapping[str, Any]], a: str, b: str, value: str, 
                        p=test["p"])
         out.append(row)
     return out
+
+
+def ruler_thresholds(averages: Sequence[Mapping[str, Any]], absolute: float, baseline: str = "none"
+                     ) -> dict[str, float]:
+    """The two effective-length thresholds, by name: relative (0.85 x ``baseline``'s average at its shortest
+    length, :func:`ropelab.eval.ruler.scoring.relative_threshold`; the first method's when ``baseline`` is absent)
+    and RULER's ``absolute`` bar (0.856, Llama-2-7B's average at 4k). Only the absolute one is RULER's."""
+    from ropelab.eval.ruler.scoring import relative_threshold
+
+    base = {a["length"]: a["score"] for a in averages if a["method"] == baseline}
+    if not base:
+        first = averages[0]["method"]
+        base = {a["length"]: a["score"] for a in averages if a["method"] == first}
+        baseline = first
+    return {f"relative: 0.85 x {baseline} at {min(base)}": relative_threshold(base),
+            f"RULER's absolute {absolute:g}": float(absolute)}
+
+
+COMPARED = (("dprope_robust", "yarn"), ("dprope_robust", "dprope"))  # besides every variant against none
+OUTCOMES = {"passkey": (("length", "trial"), "correct"), "niah": (("length", "depth"), "correct"),
+            "ruler": (("task", "length", "index"), "score")}  # outcome -> (what matches a prompt, its value)
+
+
+def comparison_table(result: Mapping[str, Any], variants: Sequence[str], lengths: Sequence[int], window: int
+                     ) -> list[dict[str, Any]]:
+    """Every paired test of a run: :data:`COMPARED` and each variant against ``none``, for every outcome of
+    :data:`OUTCOMES` the run has, at each length alone and pooled past the window (``"past L"``)."""
+    pairs = [*COMPARED, *((m, "none") for m in variants if m != "none")]
+    groups = {str(n): [n] for n in lengths}
+    groups["past L"] = [n for n in lengths if n > window]
+    tests = []
+    for name, (key, value) in OUTCOMES.items():
+        for a, b in pairs:
+            if result.get(name) and {a, b} <= {r["method"] for r in result[name]}:
+                tests += [{"outcome": name, **t} for t in paired_tests(result[name], a, b, value, key, groups)]
+    return tests
