@@ -65,3 +65,12 @@ def test_smollm2_passkey_scores_the_same_with_and_without_stopping():
         assert full[:len(stopped)] == stopped  # a prefix of the full continuation
         text_full, text_stopped = (tok.decode(t, skip_special_tokens=True) for t in (full, stopped))
         assert parse_answer(text_stopped) == parse_answer(text_full) == key, (text_full, text_stopped)
+
+
+def test_end_of_turn_tokens_of_the_vocabulary_stop_an_answer():
+    import copy
+
+    _, tok = tiny_llama()
+    chat = copy.deepcopy(tok)
+    chat.add_tokens(["<|im_end|>"], special_tokens=True)
+    assert stop_token_ids(chat) == (1, chat.convert_tokens_to_ids("<|im_end|>"))

@@ -204,3 +204,13 @@ def test_native_mapping_from_the_registry(method, rope_type):
     inv, attention = transformers_inv_freq(hot)
     np.testing.assert_allclose(hot.inv_freq, inv.double().numpy(), rtol=2e-6)
     assert attention == pytest.approx(1.25)
+
+
+def test_a_dynamic_plan_is_fixed_at_its_length_option():
+    from ropelab import RopeSpec, make_plan
+
+    spec = RopeSpec.preset("llama2-7b")
+    plan = make_plan("dynamic_ntk", spec, 8192, length=12288)
+    assert plan.dynamic and plan.dynamic_length == 12288
+    assert make_plan("dynamic_ntk", spec, 8192).dynamic_length == 8192
+    assert not make_plan("yarn", spec, 8192).dynamic and make_plan("yarn", spec, 8192).dynamic_length is None

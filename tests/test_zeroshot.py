@@ -351,3 +351,5 @@ def test_summary_tables_on_hand_made_rows():
         ("dprope_robust", "yarn", "past L"), ("dprope_robust", "dprope", "past L"), ("yarn", "none", "past L"),
         ("dprope_robust", "none", "past L")]
     assert next(t for t in table if t["a"] == "yarn" and t["lengths"] == "past L")["a_only"] == 1  # 1 of 4 at 16k
+    at_window = comparison_table(result, ["none", "yarn"], [4096, 16384], window=4096)  # L itself is not past L
+    assert next(t for t in at_window if t["a"] == "yarn" and t["lengths"] == "past L")["n"] == 4
