@@ -78,10 +78,12 @@ def _has_gpu() -> bool:
 @pytest.mark.slow
 @pytest.mark.skipif(_has_gpu(), reason="checks the refusal on machines without an accelerator")
 def test_fsdp_is_refused_on_cpu_with_accelerates_own_message():
-    """accelerate's launcher needs a CUDA/XPU/... device for FSDP: on CPU it stops before ropelab runs."""
+    """FSDP needs a CUDA/XPU/... device: on CPU accelerate stops it before a training step, with its own message
+    (accelerate <= 1.15: the launcher finds no device; 1.16: FSDP refuses to initialise parameters on cpu)."""
     done = _launch("fsdp.yaml", "--num_processes", "1")
     assert done.returncode != 0
-    assert "no available devices found, must be one of" in done.stderr
+    said = ("no available devices found, must be one of", "is not supported on cpu")
+    assert any(s in done.stderr for s in said), done.stderr[-2000:]
 
 
 @pytest.mark.slow
