@@ -233,6 +233,21 @@ def test_cache_skips_unchanged_notebook_and_reruns_changed(tmp_path, monkeypatch
     assert "| 01_tiny | answer | 42 |" in (tmp_path / "fig" / "results.md").read_text()
 
 
+def test_results_keep_rows_of_notebooks_not_run_here(tmp_path):
+    """--only 06 on a checkout without 07's outputs keeps 07's committed numbers (and replaces 06's)."""
+    from ropelab.notebooks import write_results
+
+    fig = tmp_path / "fig"
+    fig.mkdir()
+    (fig / "results.csv").write_text("notebook,key,value\n06_eval,old,1\n07_study,ppl,40.7098\n")
+    (tmp_path / "full" / "06_eval").mkdir(parents=True)
+    (tmp_path / "full" / "06_eval" / "metrics.json").write_text(json.dumps({"new": 2.5}))
+    write_results(tmp_path / "full", fig)
+    assert (fig / "results.csv").read_text().splitlines() == [
+        "notebook,key,value", "06_eval,new,2.5", "07_study,ppl,40.7098"]
+    assert "| 07_study | ppl | 40.7098 |" in (fig / "results.md").read_text()
+
+
 # --- helpers --------------------------------------------------------------------------------------------------
 
 

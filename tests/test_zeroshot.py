@@ -353,3 +353,25 @@ def test_summary_tables_on_hand_made_rows():
     assert next(t for t in table if t["a"] == "yarn" and t["lengths"] == "past L")["a_only"] == 1  # 1 of 4 at 16k
     at_window = comparison_table(result, ["none", "yarn"], [4096, 16384], window=4096)  # L itself is not past L
     assert next(t for t in at_window if t["a"] == "yarn" and t["lengths"] == "past L")["n"] == 4
+
+
+def test_the_weights_fingerprint_follows_the_weights_not_the_folder_they_were_loaded_from(tmp_path):
+    """Moving a model's cache folder must keep every cached result (it did not, once: the key held the path)."""
+    from transformers import AutoModelForCausalLM
+
+    from ropelab.experiments.zeroshot.cache import weights_fingerprint
+
+    model = random_model("llama", original_length=64)
+    prints = []
+    for folder in ("a", "b/c"):
+        model.save_pretrained(tmp_path / folder)
+        prints.append(weights_fingerprint(AutoModelForCausalLM.from_pretrained(tmp_path / folder)))
+    assert prints[0] == prints[1] == weights_fingerprint(model)
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] += 1.0
+    assert weights_fingerprint(model) != prints[0]
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] -= 1.0
+    assert weights_fingerprint(model) == prints[0]
+    model.config.rope_parameters = {**model.config.rope_parameters, "rope_theta": 12345.0}
+    assert weights_fingerprint(model) != prints[0]

@@ -21,13 +21,18 @@ VERSION = 2  # 2: one result per document / prompt (1: one per variant and kind)
 
 
 def weights_fingerprint(model: Any) -> str:
-    """A short hash of the model's config and a sample of its weights (cheap; a different model gives another)."""
+    """A short hash of the model's config and a sample of its weights (cheap; a different model gives another).
+
+    The folder the model was loaded from (``_name_or_path``) is left out: moving a cache must not change a result's
+    key, and it is not what decides the numbers.
+    """
     import torch
 
     params = list(model.parameters())
     sample = [p.detach().flatten()[:4096].to(torch.float32).cpu().numpy().tobytes()
               for p in params[:: max(1, len(params) // 8)]]
-    return content_key(blobs=[model.config.to_json_string(use_diff=False), *sample])
+    config = {k: v for k, v in model.config.to_dict().items() if k != "_name_or_path"}
+    return content_key(config, blobs=sample)
 
 
 def entry_path(settings: Mapping[str, Any]) -> Path:
