@@ -43,7 +43,7 @@ def main() -> None:
     import torch
 
     from ropelab.eval import generation, passkey
-    from ropelab.models import load_model
+    from ropelab.runtime.models import load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -51,7 +51,7 @@ def load(args: argparse.Namespace):
     """The model (on ``--device`` in ``--dtype``) and its tokenizer."""
     import torch
 
-    from ropelab.models import load_model
+    from ropelab.runtime.models import load_model
 
     dtype = getattr(torch, args.dtype)
     if args.random_weights is None:

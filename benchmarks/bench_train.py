@@ -33,10 +33,10 @@ def _setup(profile: str, target: int):
     from transformers import AutoModelForCausalLM
 
     from ropelab.config import load_config
-    from ropelab.hf import apply_plan
-    from ropelab.methods import make_plan
-    from ropelab.spec import RopeSpec
-    from ropelab.tiny import load_tiny_config, pretrain
+    from ropelab.experiments.tiny import load_tiny_config, pretrain
+    from ropelab.rope.registry import make_plan
+    from ropelab.rope.spec import RopeSpec
+    from ropelab.runtime.hf import apply_plan
     from ropelab.train import TrainConfig, training_blocks
 
     base = pretrain(load_tiny_config(f"pretrain-{profile}"))
@@ -104,10 +104,10 @@ def _one_step_peak(length: int, checkpointing: bool, chunk: int, profile: str) -
     import torch
     from transformers import LlamaForCausalLM
 
-    from ropelab.hf import apply_plan
-    from ropelab.methods import make_plan
-    from ropelab.spec import RopeSpec
-    from ropelab.tiny import llama_config, load_tiny_config
+    from ropelab.experiments.tiny import llama_config, load_tiny_config
+    from ropelab.rope.registry import make_plan
+    from ropelab.rope.spec import RopeSpec
+    from ropelab.runtime.hf import apply_plan
     from ropelab.train import ChunkedCausalLM
 
     tiny = load_tiny_config(f"pretrain-{profile}")  # random weights: memory does not depend on them

@@ -10,11 +10,12 @@ References: Wu et al., "Extending Context Window of Large Language Models from a
 EMNLP 2024 (arXiv 2410.01490).
 """
 
-from ropelab.angles import angle_counts, angle_distribution
-from ropelab.divergence import DIVERGENCES, get_divergence
-from ropelab.methods import METHODS, Scoring, disturbance_per_pair, make_plan, method_options
-from ropelab.plan import RopePlan
-from ropelab.spec import PRESETS, RopeSpec
+from ropelab.rope.angles import angle_counts, angle_distribution
+from ropelab.rope.divergence import DIVERGENCES, get_divergence
+from ropelab.rope.plan import RopePlan
+from ropelab.rope.registry import METHODS, make_plan, method_options
+from ropelab.rope.scoring import Scoring, disturbance_per_pair
+from ropelab.rope.spec import PRESETS, RopeSpec
 
 __all__ = [
     "DIVERGENCES",

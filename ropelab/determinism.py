@@ -3,8 +3,8 @@
 CPU kernels split their reductions (matmul, sums, softmax) across threads, so float32 results change in the last
 bits with the thread count, and training amplifies last bits into visible differences (the quick tiny model's held-out ppl at 32 tokens came
 out 49.94 or 52.22 depending on whether the tests, under one thread, or the notebooks, under two, pre-trained it). So the work itself --
-pre-training (:func:`ropelab.tiny.pretrain`), fine-tuning (:func:`ropelab.train.finetune`), the study's runs
-and evaluations (:mod:`ropelab.study`, :func:`ropelab.tiny.window_report`) -- runs inside :func:`pinned_numerics`,
+pre-training (:func:`ropelab.experiments.tiny.pretrain`), fine-tuning (:func:`ropelab.train.finetune`), the study's runs
+and evaluations (:mod:`ropelab.experiments.study.run`, :func:`ropelab.experiments.tiny.window_report`) -- runs inside :func:`pinned_numerics`,
 whoever calls it: a test, a notebook or the CLI. Every cache of such results is keyed on :func:`numerics_key`, so
 an entry computed under other settings is never reused. The evaluation primitives of :mod:`ropelab.eval` are not
 pinned (they cache nothing, and their speed on many threads is benchmarked); the notebook runner starts every

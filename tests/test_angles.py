@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from ropelab.angles import _BY_POSITION, SMOOTHING, angle_counts, angle_distribution, bin_edges, turns_fixed_point
-from ropelab.spec import RopeSpec
+from ropelab.rope.angles import _BY_POSITION, SMOOTHING, angle_counts, angle_distribution, bin_edges, turns_fixed_point
+from ropelab.rope.spec import RopeSpec
 
 LLAMA2 = RopeSpec.preset("llama2-7b")
 PINNED = json.loads((Path(__file__).parent / "fixtures" / "pinned_selection.json").read_text())["counts"]

@@ -191,7 +191,7 @@ CASES = [
 @pytest.fixture(scope="module")
 def root(tmp_path_factory) -> Path:
     """Models (good, weights-only, faulty) and files (broken YAML/JSON/notebooks) that every case reads."""
-    from ropelab.models import random_model, word_tokenizer
+    from ropelab.runtime.models import random_model, word_tokenizer
 
     root = tmp_path_factory.mktemp("inputs")
     model, tokenizer = random_model("llama", original_length=64), word_tokenizer()
@@ -283,7 +283,7 @@ def test_extend_copies_a_tokenizer_when_there_is_one_and_goes_on_without(root, t
     extended folder loads in stock transformers; with a tokenizer, it is copied."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ropelab.models import random_model
+    from ropelab.runtime.models import random_model
 
     random_model("mistral", original_length=64).save_pretrained(tmp_path / "mistral")
     argv = ["extend", "--method", "pi", "--target-length", "128"]

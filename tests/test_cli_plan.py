@@ -65,7 +65,7 @@ def test_config_without_rope(tmp_path):
 
 def test_every_method_option_is_a_flag_with_its_help(capsys):
     from ropelab.commands.plan import cli_options
-    from ropelab.methods import METHODS, option_specs
+    from ropelab.rope.registry import METHODS, option_specs
 
     with pytest.raises(SystemExit):
         main(["plan", "--help"])
@@ -87,8 +87,9 @@ def test_a_new_method_needs_only_its_function():
 
     from ropelab import RopeSpec, make_plan
     from ropelab.commands.plan import add_method_arguments, method_options_from_args
-    from ropelab.hf import rope_parameters
-    from ropelab.methods import METHODS, Extension, register
+    from ropelab.rope.registry import METHODS, register
+    from ropelab.rope.scoring import Extension
+    from ropelab.runtime.hf import rope_parameters
 
     def halve_slowest(spec, target_length, scoring, count: int = 1) -> Extension:
         """Interpolate the ``count`` slowest pairs.
@@ -115,7 +116,7 @@ def test_a_new_method_needs_only_its_function():
 
 
 def test_register_refuses_an_option_without_help():
-    from ropelab.methods import METHODS, register
+    from ropelab.rope.registry import METHODS, register
 
     def undocumented(spec, target_length, scoring, width: float = 1.0):
         """No Args section."""

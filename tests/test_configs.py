@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ropelab.config import load_config
-from ropelab.tiny import TinyConfig, resolve_spec
+from ropelab.experiments.tiny import TinyConfig, resolve_spec
 from ropelab.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -120,7 +120,7 @@ def test_tokens_are_cached_and_packing_is_exact(cache):
 
 
 def test_fingerprint_tells_tokenizers_apart():
-    from ropelab.models import word_tokenizer
+    from ropelab.runtime.models import word_tokenizer
 
     _, bpe = tiny_lm()
     assert tokenizer_fingerprint(bpe) == tokenizer_fingerprint(bpe)

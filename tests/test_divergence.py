@@ -6,7 +6,7 @@ from scipy.spatial.distance import jensenshannon
 from scipy.stats import entropy, wasserstein_distance
 
 from ropelab import DIVERGENCES, RopeSpec, angle_distribution, get_divergence
-from ropelab.divergence import js, kl, tv, wasserstein
+from ropelab.rope.divergence import js, kl, tv, wasserstein
 
 RNG = np.random.default_rng(0)
 P = RNG.dirichlet(np.ones(36), size=5)

@@ -24,8 +24,8 @@ import pytest
 import torch
 
 from ropelab import RopeSpec, make_plan
-from ropelab.export import export_checkpoint
-from ropelab.models import SMOLLM2, load_model, random_model
+from ropelab.runtime.export import export_checkpoint
+from ropelab.runtime.models import SMOLLM2, load_model, random_model
 from ropelab.storage import cache_path
 
 pytestmark = pytest.mark.slow
@@ -111,8 +111,8 @@ LLAMA_CPP_EVAL = textwrap.dedent("""
 
 
 def test_llama_cpp_matches_transformers_past_the_window(extended):
-    from ropelab.gguf import convert_checkpoint, run_converter
-    from ropelab.verify import verify_gguf
+    from ropelab.runtime.gguf import convert_checkpoint, run_converter
+    from ropelab.runtime.verify import verify_gguf
 
     site = engine(LLAMA_CPP, "llama") / "site"
     records, ids, root = extended
@@ -155,8 +155,8 @@ VLLM_EVAL = textwrap.dedent("""
 
 
 def test_vllm_matches_transformers_past_the_window_with_the_overrides(extended):
-    from ropelab.hf import vllm_hf_overrides
-    from ropelab.verify import verify_folder
+    from ropelab.runtime.hf import vllm_hf_overrides
+    from ropelab.runtime.verify import verify_folder
 
     python = engine(VLLM, "vllm") / "bin" / "python"
     records, ids, _ = extended
@@ -182,8 +182,8 @@ def test_extend_gguf_end_to_end(extended, tmp_path, capsys):
     from transformers import AutoTokenizer
 
     from ropelab.cli import main
-    from ropelab.models import word_tokenizer
-    from ropelab.verify import verify_gguf
+    from ropelab.runtime.models import word_tokenizer
+    from ropelab.runtime.verify import verify_gguf
 
     engine(LLAMA_CPP, "llama")
     folder = extended[0]["dprope"][0]

@@ -7,8 +7,8 @@ import pytest
 from transformers import AutoConfig
 
 from ropelab.cli import main
-from ropelab.models import random_model, word_tokenizer
-from ropelab.plan import RopePlan
+from ropelab.rope.plan import RopePlan
+from ropelab.runtime.models import random_model, word_tokenizer
 
 
 @pytest.fixture(scope="module")

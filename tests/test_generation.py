@@ -51,7 +51,7 @@ def test_smollm2_passkey_scores_the_same_with_and_without_stopping():
     """The known case of the issue: SmolLM2-Instruct answers a 1k passkey prompt and then goes on (or emits
     <|im_end|>); cutting the answer at EOS / end-of-turn, or once its integer is complete, scores exactly as the
     full 12-token continuation does."""
-    from ropelab.models import load_model
+    from ropelab.runtime.models import load_model
 
     model, tok = load_model("smollm2-135m")
     stops = stop_token_ids(tok, model)

@@ -18,9 +18,10 @@ from transformers import LlamaConfig
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 from ropelab import METHODS, RopeSpec, make_plan
-from ropelab.export import PLAN_FILE, export_checkpoint
-from ropelab.gguf import gguf_rope_metadata, gguf_rope_tensors
-from ropelab.hf import (
+from ropelab.rope.plan import RopePlan
+from ropelab.runtime.export import PLAN_FILE, export_checkpoint
+from ropelab.runtime.gguf import gguf_rope_metadata, gguf_rope_tensors
+from ropelab.runtime.hf import (
     apply_plan,
     check_frequencies,
     model_frequencies,
@@ -28,8 +29,7 @@ from ropelab.hf import (
     rotary_modules,
     vllm_hf_overrides,
 )
-from ropelab.models import random_model, word_tokenizer
-from ropelab.plan import RopePlan
+from ropelab.runtime.models import random_model, word_tokenizer
 
 ORIGINAL, TARGET = 64, 256  # tiny window; the check runs at TARGET tokens, 4x past it
 FAMILIES = ("llama", "mistral", "qwen2", "phi3")
@@ -278,7 +278,7 @@ def test_vllm_hf_overrides_structure(method):
 
 def test_serving_refuses_dynamic_ntk():
     plan = make_plan("dynamic_ntk", RopeSpec.preset("smollm2-135m"), 16384, bins=60)
-    for function in (vllm_hf_overrides, gguf_rope_tensors, gguf_rope_metadata):  # ropelab.hf and ropelab.gguf
+    for function in (vllm_hf_overrides, gguf_rope_tensors, gguf_rope_metadata):  # ropelab.runtime.hf and ropelab.runtime.gguf
         with pytest.raises(ValueError, match="dynamic_ntk frequencies change with the sequence length"):
             function(plan)
 
@@ -296,7 +296,7 @@ def test_gguf_rope_tensors_are_named_as_llama_cpp_loads_them():
     metadata = gguf_rope_metadata(plan)
     assert metadata["llama.rope.scaling.type"] == "none"  # with longrope, llama's graph ignores rope_freqs
     assert metadata["llama.rope.scaling.attn_factor"] == 1.0 and metadata["llama.context_length"] == 16384
-    assert RopePlan.from_json(metadata["ropelab.plan"]) == plan
+    assert RopePlan.from_json(metadata["ropelab.rope.plan"]) == plan
 
     long = make_plan("longrope", spec, 16384, bins=60, factors=[2.0] * 32, short_factors=[1.0] * 32)
     for arch in ("llama", "phi3"):  # distinct short factors: llama.cpp's long/short pair, type longrope

@@ -16,14 +16,14 @@ import transformers
 from transformers import AutoModelForCausalLM
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
-from ropelab.angles import angle_counts
-from ropelab.export import export_checkpoint
-from ropelab.hf import apply_plan, model_frequencies
-from ropelab.methods import METHODS, make_plan
-from ropelab.models import random_model
-from ropelab.plan import RopePlan
-from ropelab.spec import RopeSpec, default_layer_type, rope_layer_types
-from ropelab.verify import verify_folder
+from ropelab.rope.angles import angle_counts
+from ropelab.rope.plan import RopePlan
+from ropelab.rope.registry import METHODS, make_plan
+from ropelab.rope.spec import RopeSpec, default_layer_type, rope_layer_types
+from ropelab.runtime.export import export_checkpoint
+from ropelab.runtime.hf import apply_plan, model_frequencies
+from ropelab.runtime.models import random_model
+from ropelab.runtime.verify import verify_folder
 
 ORIGINAL, TARGET = 64, 256
 TINY = {"vocab_size": 128, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
@@ -180,7 +180,7 @@ def test_gemma4_p_rope_takes_its_native_type_but_no_per_pair_plan():
 
 def test_cli_plans_and_extends_the_full_attention_layers_by_default(tmp_path, capsys):
     from ropelab.cli import main
-    from ropelab.models import word_tokenizer
+    from ropelab.runtime.models import word_tokenizer
 
     model = random_model("gemma3", original_length=ORIGINAL)
     model.save_pretrained(tmp_path / "gemma3")
@@ -201,15 +201,15 @@ def test_cli_plans_and_extends_the_full_attention_layers_by_default(tmp_path, ca
 
 
 def test_apply_plan_catches_a_change_to_the_kept_layer_types(monkeypatch):
-    import ropelab.hf
+    import ropelab.runtime.hf
 
-    real = ropelab.hf._with_layer
+    real = ropelab.runtime.hf._with_layer
 
     def leaky(config, layer_type, params):  # a bug that also rewrites the sliding layers' RoPE
         out = real(config, layer_type, params)
         return {**out, "sliding_attention": {**out["sliding_attention"], "rope_theta": 2e4}}
 
-    monkeypatch.setattr(ropelab.hf, "_with_layer", leaky)
+    monkeypatch.setattr(ropelab.runtime.hf, "_with_layer", leaky)
     model = random_model("gemma3", original_length=ORIGINAL)
     plan = make_plan("pi", RopeSpec.from_hf_config(model.config, layer_type="full_attention"), TARGET)
     with pytest.raises(RuntimeError, match="changed the sliding_attention layers' frequencies"):

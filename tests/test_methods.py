@@ -9,22 +9,15 @@ from transformers import LlamaConfig
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
 
 from ropelab import METHODS, RopePlan, RopeSpec, make_plan
-from ropelab.hf import rope_parameters
+from ropelab.rope.paper import TABLE3, TABLE3_TOLERANCE
+from ropelab.runtime.hf import rope_parameters
 
 LLAMA2 = RopeSpec.preset("llama2-7b")
-
-# DPRoPE Table 3 (disturbance x 1e-3; LLaMA2, b = 360) and the tolerance the issue allows.
-TABLE3 = {
-    ("pi", 8192): (24.08, 0.005), ("pi", 16384): (33.67, 0.005),
-    ("yarn", 8192): (25.55, 0.01), ("yarn", 16384): (35.44, 0.01),
-    ("dprope", 8192): (6.71, 0.005), ("dprope", 16384): (22.92, 0.005),
-}
-
 
 @pytest.mark.parametrize("precision", ["exact", "float32"])
 @pytest.mark.parametrize("method,target", sorted(TABLE3))
 def test_table3(method, target, precision):
-    paper, rel = TABLE3[(method, target)]
+    paper, rel = TABLE3[(method, target)], TABLE3_TOLERANCE[method]
     assert LLAMA2.n_pairs == 64 and LLAMA2.original_length == 4096  # input sanity
     value = make_plan(method, LLAMA2, target, precision=precision).disturbance * 1e3
     assert value == pytest.approx(paper, rel=rel)
@@ -61,7 +54,7 @@ def test_dprope_argmin_never_above_either_pure_strategy_per_pair():
 
 
 def test_dprope_plan_disturbance_equals_rescoring_its_frequencies():
-    from ropelab.methods import Scoring, disturbance_per_pair
+    from ropelab.rope.scoring import Scoring, disturbance_per_pair
 
     plan = make_plan("dprope", LLAMA2, 16384)
     rescored = disturbance_per_pair(LLAMA2, plan.inv_freq, 16384, Scoring())
@@ -214,3 +207,13 @@ def test_a_dynamic_plan_is_fixed_at_its_length_option():
     assert plan.dynamic and plan.dynamic_length == 12288
     assert make_plan("dynamic_ntk", spec, 8192).dynamic_length == 8192
     assert not make_plan("yarn", spec, 8192).dynamic and make_plan("yarn", spec, 8192).dynamic_length is None
+
+
+def test_the_paper_s_n_hat_carried_to_other_models_keeps_its_ratio_in_whole_pairs():
+    from ropelab.rope.paper import scaled_n_hat
+
+    assert scaled_n_hat(128) == 80 and scaled_n_hat(128, 16384) == 64  # LLaMA2 itself: the paper's numbers
+    assert scaled_n_hat(64) == 40  # SmolLM2: the full profile's dprope:n_hat=40
+    assert scaled_n_hat(96) == 60 and scaled_n_hat(80) == 50 and scaled_n_hat(72) == 46  # 45 -> 46 (even)
+    with pytest.raises(ValueError, match="not at 12288"):
+        scaled_n_hat(128, 12288)

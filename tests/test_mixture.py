@@ -1,4 +1,4 @@
-"""The long-range mix (ropelab.mixture) and teacher-forced answer scoring (ropelab.eval.answers)."""
+"""The long-range mix (ropelab.train.mixture) and teacher-forced answer scoring (ropelab.eval.answers)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from ropelab.eval.answers import answer_accuracy, answer_nll
-from ropelab.mixture import TASKS, MixConfig, RowMaker, loss_mask, minimum_length, task_counts
+from ropelab.train.mixture import TASKS, MixConfig, RowMaker, loss_mask, minimum_length, task_counts
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from ropelab.tiny import train_tokenizer
+    from ropelab.experiments.tiny import train_tokenizer
 
     text = ("Now is the winter of our discontent made glorious summer by this sun of York. " * 40
             + "The pass key is 0123456789. key = . What is the pass key?" * 5)
@@ -156,7 +156,7 @@ def test_minimum_length_is_a_lower_bound_without_a_tokenizer(tokenizer):
 
 
 def test_mix_rows_are_cached_and_pure(tokenizer, tmp_path, monkeypatch):
-    from ropelab.mixture import mix_rows
+    from ropelab.train.mixture import mix_rows
 
     monkeypatch.setenv("ROPELAB_CACHE", str(tmp_path))
     corpus = tmp_path / "text"
@@ -226,7 +226,7 @@ def test_every_answer_is_its_digits(task, size, tokenizer, stream):
 
 
 def test_rows_differ_and_the_length_check_is_exact(tokenizer, tmp_path, monkeypatch):
-    from ropelab.mixture import check_length, mix_rows
+    from ropelab.train.mixture import check_length, mix_rows
 
     monkeypatch.setenv("ROPELAB_CACHE", str(tmp_path))
     corpus = tmp_path / "text"

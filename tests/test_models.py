@@ -1,4 +1,4 @@
-"""ropelab.models: the offline SmolLM2-135M, local folders, clear errors."""
+"""ropelab.runtime.models: the offline SmolLM2-135M, local folders, clear errors."""
 
 import time
 from pathlib import Path
@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from ropelab.models import SMOLLM2, load_model, load_smollm2_gguf, word_tokenizer
+from ropelab.runtime.models import SMOLLM2, load_model, load_smollm2_gguf, word_tokenizer
 from ropelab.storage import cache_folder, cache_path
 
 
@@ -105,9 +105,8 @@ def stdlib_ids(smollm2):
 @pytest.mark.slow
 def test_smollm2_plans_are_in_the_model_and_pi_moves_perplexity_most(smollm2, stdlib_ids):
     from ropelab import RopeSpec, make_plan
-    from ropelab.eval.loading import plan_applied
     from ropelab.eval.perplexity import perplexity
-    from ropelab.hf import model_frequencies
+    from ropelab.runtime.hf import model_frequencies, plan_applied
 
     model = smollm2[0]
     spec = RopeSpec.from_hf_config(model.config)
@@ -133,8 +132,7 @@ def test_smollm2_plans_are_in_the_model_and_pi_moves_perplexity_most(smollm2, st
 @pytest.mark.slow
 def test_smollm2_generates_past_its_window_with_dprope(smollm2, stdlib_ids):
     from ropelab import RopeSpec, make_plan
-    from ropelab.eval.loading import plan_applied
-    from ropelab.hf import rotary_modules
+    from ropelab.runtime.hf import plan_applied, rotary_modules
 
     model, tokenizer = smollm2
     plan = make_plan("dprope", RopeSpec.from_hf_config(model.config), TARGET)
@@ -163,10 +161,10 @@ def test_gemma3_full_attention_extension_round_trips_through_stock_transformers(
 
     from ropelab import RopeSpec, make_plan
     from ropelab.data import stdlib_documents
-    from ropelab.export import export_checkpoint
-    from ropelab.hf import model_frequencies
-    from ropelab.models import GEMMA3
-    from ropelab.verify import verify_folder
+    from ropelab.runtime.export import export_checkpoint
+    from ropelab.runtime.hf import model_frequencies
+    from ropelab.runtime.models import GEMMA3
+    from ropelab.runtime.verify import verify_folder
 
     model, tokenizer = load_model(GEMMA3)
     config = model.config

@@ -139,7 +139,7 @@ def test_scoring_counts_a_right_answer_right_and_a_wrong_one_wrong():
 @pytest.mark.slow
 def test_smollm2_finds_the_passkey_inside_its_window():
     """The real model at 1k tokens (its window is 8k): the answer is the key, not just any number."""
-    from ropelab.models import load_model
+    from ropelab.runtime.models import load_model
 
     model, tokenizer = load_model("smollm2-135m")
     rows, summary = evaluate_passkey(model, tokenizer, lengths=[1024], depths=[0.0, 0.5, 1.0], trials=2, seed=0,

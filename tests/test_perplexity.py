@@ -16,11 +16,11 @@ import torch
 from test_passkey import tiny_llama
 
 from ropelab.data import encode, load_documents
-from ropelab.eval.loading import model_spec, plan_applied
 from ropelab.eval.perplexity import guide_perplexity, perplexity, windows
 from ropelab.eval.retention import retention
-from ropelab.methods import make_plan
-from ropelab.models import random_model
+from ropelab.rope.registry import make_plan
+from ropelab.runtime.hf import model_spec, plan_applied
+from ropelab.runtime.models import random_model
 
 
 @functools.cache
@@ -167,7 +167,7 @@ def test_smollm2_retention_pi_hurts_more_than_dprope_inside_the_window():
     """The real model: a sane perplexity on English essays; PI (all pairs / 2) disturbs short contexts more than
     DPRoPE (only the pairs whose angle distribution extrapolation would disturb): the paper's premise."""
     from ropelab.data import document_tokens
-    from ropelab.models import load_model
+    from ropelab.runtime.models import load_model
 
     model, tokenizer = load_model("smollm2-135m")
     docs = document_tokens("paul_graham", "test", tokenizer, max_docs=2)

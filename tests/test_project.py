@@ -56,7 +56,7 @@ def test_the_package_has_no_import_cycle():
         state[module] = 1
         for other in sorted(graph[module] & set(graph)):
             if state.get(other) == 1:
-                cycles.append([*path[path.index(other):], module, other])
+                cycles.append([*(path[path.index(other):] if other in path else []), module, other])  # or a self-import
             elif other not in state:
                 visit(other, [*path, module])
         state[module] = 2
@@ -65,6 +65,44 @@ def test_the_package_has_no_import_cycle():
         if module not in state:
             visit(module, [])
     assert len(graph) > 50 and cycles == [], cycles
+
+
+LAYERS = (  # each imports only from its own layer and those listed before it
+    ("ground", ("config", "storage", "user_files", "determinism", "stats", "figures", "data")),
+    ("rope", ("rope",)),                # the RoPE mathematics and the methods' registry
+    ("runtime", ("runtime",)),          # applying, exporting and verifying a plan in a real runtime
+    ("eval", ("eval",)),                # perplexity, passkey, NIAH, RULER, LongBench
+    ("train", ("train",)),              # the accelerate loop, its data and checkpoints
+    ("experiments", ("experiments",)),  # the recipes that combine them: the tiny model, the study, zero-shot
+    ("presentation", ("plots", "commands", "cli", "notebooks")),
+)
+
+
+def test_the_package_folders_are_layers_and_each_imports_only_below_itself():
+    import ast
+
+    def layer(module: str) -> int:
+        top = module.split(".")[1] if "." in module else ""
+        found = [i for i, (_, names) in enumerate(LAYERS) if top in names]
+        assert found, f"{module} belongs to no layer: add it to LAYERS"
+        return found[0]
+
+    upward = []
+    for path in (ROOT / "ropelab").rglob("*.py"):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        if module in ("ropelab", "ropelab.train.__main__"):  # the public API and an entry script import anything
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "ropelab":
+                targets = [f"ropelab.{a.name}" for a in node.names] if node.module == "ropelab" else [node.module]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names if a.name.split(".")[0] == "ropelab"]
+            upward += [(module, t) for t in targets if layer(t) > layer(module)]
+    assert upward == []
+    tops = {p.stem if p.is_file() else p.name for p in (ROOT / "ropelab").iterdir()
+            if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").exists()}
+    assert tops == {name for _, names in LAYERS for name in names}  # every top-level module has its layer
 
 
 def test_no_weights_caches_or_third_party_text_tracked():

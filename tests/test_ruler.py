@@ -319,7 +319,7 @@ def test_needle_perplexity_is_transformers_loss_on_the_answer_tokens():
 
 def test_cli_on_a_tiny_random_model(tmp_path, capsys):
     from ropelab.cli import main
-    from ropelab.models import random_model
+    from ropelab.runtime.models import random_model
 
     _, tokenizer = tiny_llama()
     model = random_model("llama", original_length=1024, vocab_size=len(tokenizer), bos_token_id=0, eos_token_id=1)
@@ -374,7 +374,7 @@ def test_smollm2_finds_the_needle_inside_its_window():
     """A known right answer: SmolLM2-135M retrieves niah_single_1's number at 1k and 2k tokens (its window is
     8k); a scorer that swapped right and wrong would give 0. The needle perplexity of the true numbers is well
     below that of another number."""
-    from ropelab.models import load_model
+    from ropelab.runtime.models import load_model
 
     model, tokenizer = load_model("smollm2-135m")
     samples = generate_samples(tokenizer, ["niah_single_1"], [1024, 2048], samples=2, progress=False)

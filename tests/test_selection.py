@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from ropelab import RopeSpec, make_plan
-from ropelab.methods import Scoring, lattice_noise
+from ropelab.rope.dprope import lattice_noise
+from ropelab.rope.scoring import Scoring
 
 LLAMA2, SMOLLM2 = RopeSpec.preset("llama2-7b"), RopeSpec.preset("smollm2-135m")
 
@@ -74,7 +75,7 @@ def test_continuous_within_bounds_never_worse_than_argmin(spec, target):
 
 
 def test_continuous_plan_disturbance_is_its_frequencies_rescored():
-    from ropelab.methods import disturbance_per_pair
+    from ropelab.rope.scoring import disturbance_per_pair
 
     plan = make_plan("dprope_continuous", LLAMA2, 16384, beta=None, min_factor=1.5, max_factor=3.0)
     assert min(plan.factors) >= 1.0 and max(plan.factors) <= 3.0
@@ -180,9 +181,9 @@ def tiny_objective():
     """Perplexity of a tiny random llama (window 64) on fixed tokens, 256 long, with a plan applied."""
     import torch
 
-    from ropelab.eval.loading import plan_applied
     from ropelab.eval.perplexity import perplexity
-    from ropelab.models import random_model
+    from ropelab.runtime.hf import plan_applied
+    from ropelab.runtime.models import random_model
 
     model = random_model("llama", original_length=64)
     ids = torch.randint(3, 128, (256,), generator=torch.Generator().manual_seed(0)).numpy()
@@ -197,7 +198,7 @@ def tiny_objective():
 
 
 def test_search_improves_a_real_objective_within_budget():
-    from ropelab.search import coordinate_search
+    from ropelab.rope.search import coordinate_search
 
     model, objective, calls = tiny_objective()
     spec = RopeSpec.from_hf_config(model.config)
@@ -219,7 +220,7 @@ def test_search_improves_a_real_objective_within_budget():
     ({"values": [0.5, 2.0]}, "values must be factors in \\[1, s = 4\\]"),
 ])
 def test_search_bad_input(kwargs, match):
-    from ropelab.search import coordinate_search
+    from ropelab.rope.search import coordinate_search
 
     with pytest.raises(ValueError, match=match) as err:
         coordinate_search(lambda plan: 0.0, LLAMA2, 16384, progress=False, **kwargs)

@@ -1,4 +1,4 @@
-"""The study (ropelab.study): profiles, statistics checked by hand, caching, and one real end-to-end mini run."""
+"""The study (ropelab.experiments.study.run): profiles, statistics checked by hand, caching, and one real end-to-end mini run."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import math
 import pytest
 
 from ropelab import RopeSpec
+from ropelab.experiments.study.config import even_dims, load_study_config, variants
+from ropelab.experiments.study.evaluate import band_ppl
+from ropelab.experiments.study.tables import study_table, write_study_table
 from ropelab.stats import cell_summary, mean_std, paired_comparison, spearman
-from ropelab.study_config import even_dims, load_study_config, variants
-from ropelab.study_eval import band_ppl
-from ropelab.study_tables import study_table, write_study_table
 
 # optimizer steps of every fine-tuning run per scale: one budget for every method (the paper: 1000 to 8k, 500 to 16k)
 PROFILE_STEPS = {"quick": {2: 20, 4: 10}, "full": {2: 200, 4: 100}, "gpu": {2: 1000, 4: 500}}
@@ -18,7 +18,7 @@ PROFILE_STEPS = {"quick": {2: 20, 4: 10}, "full": {2: 200, 4: 100}, "gpu": {2: 1
 
 @pytest.mark.parametrize("profile", ["quick", "full", "gpu"])
 def test_profiles_parse(profile, tmp_path):
-    from ropelab.study import run_recipe
+    from ropelab.experiments.study.run import run_recipe
 
     cfg = load_study_config(profile)
     assert cfg.name == profile
@@ -75,7 +75,7 @@ def test_repeat_rows_train_but_are_not_scored():
 @pytest.mark.parametrize("multiples, far", [([1, 2, 4], 0.25), ([1], None)])
 def test_pretrained_checks_read_inside_past_and_far(multiples, far):
     """``check.pretrained_copy_far`` is the pre-trained model at the longest rows scored, absent when none is past L."""
-    from ropelab.study_tables import study_metrics
+    from ropelab.experiments.study.tables import study_metrics
 
     cfg = load_study_config("quick", {"eval.retrieval_multiples": multiples, "methods": ["none"]})
     base = {"ppl_32": 50.0, "ppl_64": 40.0, "copy_64": 0.95, "copy_128": 0.5, "copy_256": 0.25,
@@ -174,8 +174,8 @@ def torch_settings():
 
 @pytest.mark.slow
 def test_mini_study_end_to_end_and_cached(tmp_path, torch_settings):
-    from ropelab.study import run_study
-    from ropelab.study_tables import study_metrics
+    from ropelab.experiments.study.run import run_study
+    from ropelab.experiments.study.tables import study_metrics
 
     cfg = load_study_config(MINI)
     first = run_study(cfg, root=tmp_path, progress=False)
@@ -213,7 +213,7 @@ def test_gpu_launch_commands_match_the_study_runs(tmp_path):
     import json
 
     from ropelab.config import load_config
-    from ropelab.study_launch import launch_commands
+    from ropelab.experiments.study.launch import launch_commands
     from ropelab.train import TrainConfig, config_hash, make_run_plan
 
     model = tmp_path / "llama"

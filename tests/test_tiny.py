@@ -1,4 +1,4 @@
-"""ropelab.tiny: the BPE tokenizer, the tiny LLaMA's config, pre-training at L (cached) and the window report."""
+"""ropelab.experiments.tiny: the BPE tokenizer, the tiny LLaMA's config, pre-training at L (cached) and the window report."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import math
 
 import pytest
 
-from ropelab.spec import RopeSpec
-from ropelab.tiny import (
+from ropelab.experiments.tiny import (
     TinyConfig,
     config_key,
     llama_config,
@@ -16,6 +15,7 @@ from ropelab.tiny import (
     train_tokenizer,
     window_report,
 )
+from ropelab.rope.spec import RopeSpec
 from ropelab.train import TrainConfig
 
 
@@ -80,8 +80,8 @@ def test_pretraining_on_a_mix_scores_text_rows_whole_and_other_rows_on_their_ans
     from transformers import AutoTokenizer, LlamaForCausalLM
 
     from ropelab.determinism import seed_everything
-    from ropelab.mixture import MixConfig
     from ropelab.train import DataConfig, read_metrics, sample_indices, training_blocks
+    from ropelab.train.mixture import MixConfig
 
     mix = MixConfig(shares={"text": 0.5, "repeat": 0.5}, loss_on="answers")
     cfg = TinyConfig(name="micro-mix", corpus="stdlib", max_docs=30, vocab_size=300, layers=1, hidden=64, heads=1,
@@ -105,11 +105,10 @@ def test_pretraining_on_a_mix_scores_text_rows_whole_and_other_rows_on_their_ans
 def test_a_change_of_the_row_builders_is_a_new_model_only_for_mix_configs(monkeypatch):
     """``mixture.VERSION`` is in the keys of models trained on mix rows (pre-training, fine-tuning, evaluation), and
     not in those of text-only models, whose cached runs stay valid."""
-    from ropelab import mixture
-    from ropelab.methods import make_plan
-    from ropelab.mixture import MixConfig
-    from ropelab.spec import RopeSpec
-    from ropelab.train import DataConfig, config_hash
+    from ropelab.rope.registry import make_plan
+    from ropelab.rope.spec import RopeSpec
+    from ropelab.train import DataConfig, config_hash, mixture
+    from ropelab.train.mixture import MixConfig
 
     mix = TinyConfig(mix=MixConfig(shares={"text": 0.5, "repeat": 0.5}))
     text = TinyConfig()

@@ -16,7 +16,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ropelab import checkpoint as ckpt
 from ropelab.cli import main as cli_main
 from ropelab.config import save_config
 from ropelab.train import (
@@ -29,6 +28,7 @@ from ropelab.train import (
     read_metrics,
     sample_indices,
 )
+from ropelab.train import checkpoint as ckpt
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -193,7 +193,7 @@ def test_train_config_refuses_bools_and_out_of_range_numbers(changes, message):
 
 
 def test_library_imports_no_command_layer_and_module_entry_is_the_train_command():
-    probe = ("import sys, ropelab.train, ropelab.tiny; "
+    probe = ("import sys, ropelab.train, ropelab.experiments.tiny; "
              "print(sorted(m for m in sys.modules if m.startswith(('ropelab.cli', 'ropelab.commands'))))")
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
@@ -205,7 +205,7 @@ def test_library_imports_no_command_layer_and_module_entry_is_the_train_command(
             elif isinstance(node, ast.Import):
                 imported.update((path.name, alias.name) for alias in node.names)
     assert ("loop.py", "ropelab.train.sampler") in imported  # input sanity: the walk sees imports
-    assert {(f, m) for f, m in imported if m.startswith(("ropelab.tiny", "ropelab.cli", "ropelab.commands"))} == {
+    assert {(f, m) for f, m in imported if m.startswith(("ropelab.experiments.tiny", "ropelab.cli", "ropelab.commands"))} == {
         ("__main__.py", "ropelab.cli")}  # the entry script only
     usage = subprocess.run([sys.executable, "-m", "ropelab.train", "--help"], cwd=ROOT, capture_output=True, text=True,
                            check=True).stdout
@@ -215,7 +215,7 @@ def test_library_imports_no_command_layer_and_module_entry_is_the_train_command(
 @pytest.fixture(scope="module")
 def base_model(tmp_path_factory):
     """A micro LLaMA pre-trained at L = 32 on standard-library text (seconds)."""
-    from ropelab.tiny import TinyConfig, pretrain
+    from ropelab.experiments.tiny import TinyConfig, pretrain
 
     cfg = TinyConfig(name="micro", corpus="stdlib", max_docs=30, vocab_size=300, layers=1, hidden=64, heads=1,
                      head_dim=64, intermediate=128, window=32,
@@ -262,7 +262,7 @@ def test_logged_loss_is_the_mean_over_the_accumulated_micro_batches(base_model, 
     micro batches (no update happens between them), and the logged learning rate is the recipe's."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ropelab.hf import apply_plan
+    from ropelab.runtime.hf import apply_plan
     from ropelab.train import make_run_plan, training_blocks
 
     cfg = _short(base_model, tmp_path / "run", steps=1, micro_batch=1)
@@ -283,9 +283,9 @@ def test_a_mix_with_loss_on_answers_trains_on_text_rows_and_answers_only(base_mo
     ``loss_mask`` keeps (text rows whole, repeat rows on their answers): the mask reaches the loop."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ropelab.hf import apply_plan
-    from ropelab.mixture import MixConfig
+    from ropelab.runtime.hf import apply_plan
     from ropelab.train import make_run_plan, training_blocks
+    from ropelab.train.mixture import MixConfig
 
     mix = MixConfig(shares={"text": 0.5, "repeat": 0.5}, loss_on="answers")
     cfg = _short(base_model, tmp_path / "run", steps=1, micro_batch=1,
@@ -378,8 +378,8 @@ def test_checkpoint_problems_are_found_without_loading(base_model, tmp_path):
 def test_resume_after_sigkill_is_bitwise_identical(base_model, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from ropelab.hf import rope_parameters
-    from ropelab.plan import RopePlan
+    from ropelab.rope.plan import RopePlan
+    from ropelab.runtime.hf import rope_parameters
 
     full = finetune(cfg=_recipe(base_model, tmp_path / "full"), progress=False)
 

@@ -1,4 +1,4 @@
-"""ropelab.verify and ropelab.gguf on tiny exported models: what each runtime computes, against the plan.
+"""ropelab.runtime.verify and ropelab.runtime.gguf on tiny exported models: what each runtime computes, against the plan.
 
 GGUF files here are written with gguf-py in the layout llama.cpp's converter gives a Llama checkpoint with
 ``rope_type: longrope`` (type kept, no factor tensor); the real converter and llama.cpp itself run in
@@ -14,10 +14,10 @@ import pytest
 
 from ropelab import RopeSpec, make_plan
 from ropelab.cli import main
-from ropelab.export import export_checkpoint
-from ropelab.gguf import read_gguf_rope, write_gguf
-from ropelab.models import random_model, word_tokenizer
-from ropelab.verify import verify, verify_folder, verify_gguf
+from ropelab.runtime.export import export_checkpoint
+from ropelab.runtime.gguf import read_gguf_rope, write_gguf
+from ropelab.runtime.models import random_model, word_tokenizer
+from ropelab.runtime.verify import verify, verify_folder, verify_gguf
 
 ORIGINAL, TARGET = 64, 256
 SPEC = RopeSpec(10000.0, 16, ORIGINAL)  # random_model("llama"): head_dim 16, 8 pairs

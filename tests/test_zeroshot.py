@@ -8,11 +8,11 @@ import yaml
 
 import ropelab
 from ropelab.config import CONFIG_DIR
-from ropelab.eval.loading import plan_applied
 from ropelab.eval.perplexity import perplexity
 from ropelab.eval.prefix import prefix_nll, prefix_perplexities
 from ropelab.experiments.zeroshot import load_zeroshot_config, pinned_threads, run_zero_shot, with_retention
-from ropelab.models import random_model, word_tokenizer
+from ropelab.runtime.hf import plan_applied
+from ropelab.runtime.models import random_model, word_tokenizer
 
 
 def _docs(lengths, seed=0):
@@ -226,7 +226,7 @@ def test_a_searched_variant_is_cached_scored_like_the_others_and_never_sees_the_
         tmp_path, monkeypatch):
     from ropelab.eval.ruler import needle_ppl
     from ropelab.experiments.zeroshot.search import objective_samples
-    from ropelab.models import load_model
+    from ropelab.runtime.models import load_model
 
     settings = _search_setup(tmp_path, monkeypatch)
     calls = []

@@ -28,14 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ropelab.export import export_checkpoint
-    from ropelab.files import check_output_path
-    from ropelab.gguf import check_output, convert_checkpoint, find_converter, gguf_arch
-    from ropelab.hf import layer_rope_parameters, text_config
-    from ropelab.methods import METHODS, make_plan
-    from ropelab.models import load_model
-    from ropelab.spec import RopeSpec, default_layer_type
-    from ropelab.verify import verify_folder, verify_gguf
+    from ropelab.rope.registry import METHODS, make_plan
+    from ropelab.rope.spec import RopeSpec, default_layer_type
+    from ropelab.runtime.export import export_checkpoint
+    from ropelab.runtime.gguf import check_output, convert_checkpoint, find_converter, gguf_arch
+    from ropelab.runtime.hf import layer_rope_parameters, text_config
+    from ropelab.runtime.models import load_model
+    from ropelab.runtime.verify import verify_folder, verify_gguf
+    from ropelab.user_files import check_output_path
 
     out = check_output_path(args.out, "--out", folder=True)  # every check before loading the model
     if out.is_dir() and any(out.iterdir()) and not args.force:

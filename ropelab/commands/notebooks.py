@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.action == "clean":
         return clean(args)
-    from ropelab.files import check_output_path
+    from ropelab.user_files import check_output_path
 
     for flag, value in (("--outputs", args.outputs), ("--figures", args.figures)):
         if value:

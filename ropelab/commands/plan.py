@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ropelab.methods import METHODS, Option, make_plan, option_specs
-from ropelab.spec import PRESETS, RopeSpec, default_layer_type
+from ropelab.rope.registry import METHODS, Option, make_plan, option_specs
+from ropelab.rope.spec import PRESETS, RopeSpec, default_layer_type
 
 NAME = "plan"
 HELP = "Plan a RoPE extension (per-pair frequencies and disturbance) for a model, preset or explicit RoPE."
@@ -120,7 +120,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ropelab.files import check_output_path
+    from ropelab.user_files import check_output_path
 
     if args.out:
         check_output_path(args.out, "--out")  # before any work
@@ -138,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
 
 def format_plan(plan) -> str:
     """A readable table: pair, wavelength, D_extrap, D_interp, factor, choice."""
-    from ropelab.methods import Scoring, disturbance_per_pair
+    from ropelab.rope.scoring import Scoring, disturbance_per_pair
 
     spec, scoring = plan.spec, Scoring(plan.bins, plan.metric, plan.precision)
     base = spec.inv_freq(plan.precision)

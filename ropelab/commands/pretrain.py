@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ropelab.commands.train import parse_set
-    from ropelab.tiny import load_tiny_config, pretrain, window_report
+    from ropelab.experiments.tiny import load_tiny_config, pretrain, window_report
 
     cfg = load_tiny_config(args.config, parse_set(args.set))
     model_dir = pretrain(cfg, force=args.force)

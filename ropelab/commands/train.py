@@ -61,11 +61,10 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ropelab import checkpoint
     from ropelab.config import load_config
-    from ropelab.files import check_output_path
-    from ropelab.tiny import resolve_model, resolve_spec
-    from ropelab.train import TrainConfig, finetune, process_state, validate
+    from ropelab.experiments.tiny import resolve_model, resolve_spec
+    from ropelab.train import TrainConfig, checkpoint, finetune, process_state, validate
+    from ropelab.user_files import check_output_path
 
     if args.output_dir:
         check_output_path(args.output_dir, "--output-dir", folder=True)

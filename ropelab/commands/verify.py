@@ -18,8 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from ropelab.plan import RopePlan
-    from ropelab.verify import verify
+    from ropelab.rope.plan import RopePlan
+    from ropelab.runtime.verify import verify
 
     result = verify(args.model, RopePlan.load(args.plan) if args.plan else None)
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.table())

@@ -1,6 +1,6 @@
 """Teacher-forced answer accuracy: how many answers of a row set a model predicts exactly, in one forward pass.
 
-The rows of :mod:`ropelab.mixture` mark their answer tokens (a copied token, a recall query's digits, a passkey)
+The rows of :mod:`ropelab.train.mixture` mark their answer tokens (a copied token, a recall query's digits, a passkey)
 with group numbers. A group is right when the model's argmax at every one of its tokens is the token itself, given
 everything before it (teacher forcing: what greedy decoding would produce for that answer, without generating).
 One forward pass per batch of rows scores every answer at once, so retrieval can be measured at every length of a

@@ -12,9 +12,9 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from ropelab.eval.loading import model_spec, plan_applied
 from ropelab.eval.perplexity import DEFAULT_STRIDE, perplexity
-from ropelab.plan import RopePlan
+from ropelab.rope.plan import RopePlan
+from ropelab.runtime.hf import model_spec, plan_applied
 
 
 def retention(model: Any, documents: Sequence[tuple[str, Sequence[int]]], plans: Sequence[RopePlan], *,

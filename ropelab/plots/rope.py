@@ -15,8 +15,8 @@ import numpy as np
 from matplotlib.colors import LogNorm
 
 from ropelab.figures import COLUMN_WIDTH, FULL_WIDTH, method_color
-from ropelab.plan import RopePlan
-from ropelab.spec import RopeSpec
+from ropelab.rope.plan import RopePlan
+from ropelab.rope.spec import RopeSpec
 
 Rows = Sequence[Mapping[str, Any]]
 

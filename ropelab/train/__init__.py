@@ -3,7 +3,7 @@
 The recipe (same for every method, so that methods can be compared): apply the plan to the pre-trained model, then
 train on sequences of the target length with AdamW (beta 0.9, 0.999), a constant learning rate, no warm-up, no
 weight decay, gradient accumulation to a global batch (64 in the paper: 1000 steps to 8k, 500 steps to 16k,
-lr 2e-5, bf16). The same loop pre-trains the tiny LLaMA of :mod:`ropelab.tiny` (method "none" at its window).
+lr 2e-5, bf16). The same loop pre-trains the tiny LLaMA of :mod:`ropelab.experiments.tiny` (method "none" at its window).
 
 One file per job:
 
@@ -15,7 +15,7 @@ One file per job:
 * :mod:`~ropelab.train.metrics` -- ``metrics.jsonl`` / ``metrics.csv``;
 * :mod:`~ropelab.train.run` -- :func:`finetune`: one run end to end, reused when finished, resumed on request;
 * ``__main__`` -- ``python -m ropelab.train`` / ``accelerate launch -m ropelab.train``: the ``ropelab train``
-  command. Checkpoints are :mod:`ropelab.checkpoint` (accelerate ``save_state`` + atomic rename).
+  command. Checkpoints are :mod:`ropelab.train.checkpoint` (accelerate ``save_state`` + atomic rename).
 
 ``accelerate launch --config_file configs/accelerate/<x>.yaml -m ropelab.train --config configs/train/<y>.yaml``
 """

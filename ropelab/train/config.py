@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ropelab.mixture import MixConfig
-from ropelab.plan import RopePlan
+from ropelab.rope.plan import RopePlan
+from ropelab.train.mixture import MixConfig
 
 PRECISIONS = ("no", "bf16", "fp16")
 SCHEDULES = ("constant", "cosine")
 TRACKERS = ("auto", "none", "tensorboard", "wandb")
-# model: "tiny:<pretrain profile>" names the cached tiny LLaMA; ropelab.tiny resolves it (ropelab train does), the
+# model: "tiny:<pretrain profile>" names the cached tiny LLaMA; ropelab.experiments.tiny resolves it (ropelab train does), the
 # training library only loads folders and hub ids.
 TINY_PREFIX = "tiny:"
 
@@ -45,7 +45,7 @@ class DataConfig:
     split: str = "train"  # documents of this split only (ropelab.data splits by document)
     max_docs: int | None = None  # first N documents of the split (None: all)
     max_blocks: int | None = None  # first N packed rows (None: all): a cap for tiny runs
-    mix: MixConfig | None = None  # a long-range mix (ropelab.mixture) instead of packed text: one row per sample
+    mix: MixConfig | None = None  # a long-range mix (ropelab.train.mixture) instead of packed text: one row per sample
 
     def __post_init__(self) -> None:
         for name in ("max_docs", "max_blocks"):
@@ -135,10 +135,10 @@ def check_data(data: DataConfig) -> None:
 
 def base_spec(source: str):
     """The RoPE of a model folder or hub id without loading weights (its config only)."""
-    from ropelab.spec import RopeSpec
+    from ropelab.rope.spec import RopeSpec
 
     if source.startswith(TINY_PREFIX):
-        raise ValueError(f"model {source!r}: a tiny model is resolved by ropelab.tiny.resolve_model (ropelab train "
+        raise ValueError(f"model {source!r}: a tiny model is resolved by ropelab.experiments.tiny.resolve_model (ropelab train "
                          "does it); give its folder here")
     path = Path(source)
     if path.exists() or source.startswith((".", "/")):
@@ -155,7 +155,7 @@ def make_run_plan(cfg: TrainConfig, spec: Any = None) -> RopePlan:
 
     ``spec``: the model's RoPE (default :func:`base_spec` of ``cfg.model``).
     """
-    from ropelab.methods import make_plan
+    from ropelab.rope.registry import make_plan
 
     spec = spec if spec is not None else base_spec(cfg.model)
     if cfg.plan is not None:

@@ -2,7 +2,7 @@
 checkpoints, exact resume; and :func:`save_model`, which writes the result and ends the run.
 
 The loop is the same for fine-tuning (:func:`ropelab.train.finetune`) and for pre-training the tiny LLaMA
-(:func:`ropelab.tiny.pretrain`), after jquesnelle/yarn's ``finetune.py`` without its per-model classes.
+(:func:`ropelab.experiments.tiny.pretrain`), after jquesnelle/yarn's ``finetune.py`` without its per-model classes.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from ropelab import checkpoint as ckpt
+import ropelab.train.checkpoint as ckpt
 from ropelab.config import flatten, to_dict
-from ropelab.plan import RopePlan
+from ropelab.rope.plan import RopePlan
 from ropelab.train.config import TrainConfig, accumulation_steps
 from ropelab.train.loss import ChunkedCausalLM
 from ropelab.train.metrics import append_metrics, truncate_metrics

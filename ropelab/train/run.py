@@ -13,15 +13,15 @@ from pathlib import Path
 
 import torch
 
-from ropelab import checkpoint as ckpt
+import ropelab.train.checkpoint as ckpt
 from ropelab.config import save_config, to_dict
 from ropelab.determinism import numerics_key, pinned_numerics, seed_everything
-from ropelab.mixture import rows_key
-from ropelab.plan import RopePlan
+from ropelab.rope.plan import RopePlan
 from ropelab.storage import content_key
 from ropelab.train.config import TrainConfig, validate
 from ropelab.train.loop import DONE_FILE, MODEL_SUBDIR, make_accelerator, process_state, save_model, train_model
 from ropelab.train.metrics import truncate_metrics
+from ropelab.train.mixture import rows_key
 from ropelab.train.sampler import training_blocks
 
 
@@ -34,7 +34,7 @@ def config_hash(cfg: TrainConfig, plan: RopePlan) -> str:
 
 
 def resume_mode(resume: bool | str) -> str | None:
-    """``resume`` as a :data:`ropelab.checkpoint.RESUME_MODES` name (True: "latest"), or None (no resume)."""
+    """``resume`` as a :data:`ropelab.train.checkpoint.RESUME_MODES` name (True: "latest"), or None (no resume)."""
     if resume is False or resume is None:
         return None
     mode = "latest" if resume is True else resume
@@ -51,7 +51,7 @@ def finetune(base_dir: str | Path | None = None, plan: RopePlan | None = None, c
 
     Args:
         base_dir: pre-trained model folder or hub id (default: ``cfg.model``; it replaces ``cfg.model``).
-            A "tiny:<profile>" name is resolved first by :func:`ropelab.tiny.resolve_model`.
+            A "tiny:<profile>" name is resolved first by :func:`ropelab.experiments.tiny.resolve_model`.
         plan: the extension (default: from ``cfg``: ``plan`` file or ``method`` + ``target_length``).
         cfg: the recipe (default ``TrainConfig()``); ``seed`` overrides ``cfg.seed``.
         run_dir: where everything goes (default ``cfg.output_dir``). A finished run with the same config and plan
@@ -64,7 +64,7 @@ def finetune(base_dir: str | Path | None = None, plan: RopePlan | None = None, c
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ropelab.hf import apply_plan
+    from ropelab.runtime.hf import apply_plan
 
     cfg = cfg or TrainConfig()
     if seed is not None:

@@ -31,10 +31,10 @@ def training_blocks(tokenizer: Any, data: DataConfig, length: int,
                     rows: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Token rows of ``length`` and which of their tokens the loss scores: packed text from the split's documents
     (:func:`ropelab.data.packed_sequences`; every token), or, with ``data.mix``, ``rows`` rows of that long-range
-    mix (:func:`ropelab.mixture.mix_rows`, scored per :func:`ropelab.mixture.loss_mask`). # (N, T), (N, T) or None"""
+    mix (:func:`ropelab.train.mixture.mix_rows`, scored per :func:`ropelab.train.mixture.loss_mask`). # (N, T), (N, T) or None"""
     mask = None
     if data.mix is not None:
-        from ropelab.mixture import loss_mask, mix_rows
+        from ropelab.train.mixture import loss_mask, mix_rows
 
         if rows is None:
             raise ValueError("a data.mix needs the number of rows to draw (steps x global_batch)")

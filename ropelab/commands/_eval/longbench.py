@@ -31,7 +31,7 @@ def add_cli(subparsers: Any) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     from ropelab.eval.longbench import check_folder, check_tasks, evaluate_longbench, summary_rows
-    from ropelab.files import check_output_path
+    from ropelab.user_files import check_output_path
 
     options.check_positive(args, "max_length", "limit", "max_new_tokens")
     tasks = check_tasks(t.strip() for t in args.tasks.split(",") if t.strip())

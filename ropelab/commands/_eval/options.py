@@ -49,12 +49,12 @@ def model_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
     """``(model, tokenizer)`` of ``--model`` in eval mode on ``--device``, in ``--dtype``, without any plan.
 
     ``--model`` is ``smollm2-135m`` (the offline SmolLM2-135M), a local HF folder with a tokenizer, or a local
-    ``.gguf`` file; :func:`ropelab.models.load_model` loads each of them and turns what stops a load into one line.
+    ``.gguf`` file; :func:`ropelab.runtime.models.load_model` loads each of them and turns what stops a load into one line.
     """
     import torch
 
-    from ropelab.models import SMOLLM2
-    from ropelab.models import load_model as load_local
+    from ropelab.runtime.models import SMOLLM2
+    from ropelab.runtime.models import load_model as load_local
 
     dtype = getattr(torch, args.dtype, None)
     if not isinstance(dtype, torch.dtype):
@@ -68,8 +68,8 @@ def model_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def plan_for(model: Any, method: str, target_length: int, args: argparse.Namespace | None = None) -> Any:
     """The plan of ``method`` to ``target_length`` for ``model``'s RoPE, with the method options found in ``args``."""
-    from ropelab.eval.loading import model_spec
-    from ropelab.methods import make_plan
+    from ropelab.rope.registry import make_plan
+    from ropelab.runtime.hf import model_spec
 
     options = method_options_from_args(args) if args is not None else {}
     scoring = {k: getattr(args, k) for k in ("bins", "metric", "precision") if getattr(args, k, None) is not None}
@@ -93,7 +93,7 @@ def evaluate_from_args(args: argparse.Namespace, evaluate: Callable[[Any, Any], 
                        ) -> tuple[list[dict], dict]:
     """Load the model of ``args`` (:func:`model_and_plans`), run ``evaluate(model, tokenizer)`` with the one
     ``--method`` plan applied, and label rows and summary with model, method and target length."""
-    from ropelab.eval.loading import plan_applied
+    from ropelab.runtime.hf import plan_applied
 
     if args.method and "," in args.method:
         raise ValueError(f"one --method per run, got {args.method!r}")
@@ -109,7 +109,7 @@ def evaluate_from_args(args: argparse.Namespace, evaluate: Callable[[Any, Any], 
 # --------------------------------------------------------------------------------------------- numbers
 def check_positive(args: argparse.Namespace, *names: str) -> None:
     """Each of the integer options ``names`` (attribute names) is absent or at least 1."""
-    from ropelab.spec import check_positive_int
+    from ropelab.rope.spec import check_positive_int
 
     for name in names:
         if getattr(args, name, None) is not None:
@@ -234,7 +234,7 @@ def json_ready(obj: Any) -> Any:
 def check_outputs(args: argparse.Namespace) -> None:
     """``--csv`` can be written: :func:`model_and_plans` checks it before the model is loaded, so a bad path costs
     no work. An evaluation writing more files checks them itself, before it calls :func:`evaluate_from_args`."""
-    from ropelab.files import check_output_path
+    from ropelab.user_files import check_output_path
 
     if getattr(args, "csv", None):
         check_output_path(args.csv, "--csv")

@@ -23,8 +23,8 @@ def add_cli(subparsers: Any) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from ropelab.eval.loading import plan_applied
     from ropelab.eval.perplexity import check_protocol, perplexity_at_lengths
+    from ropelab.runtime.hf import plan_applied
 
     options.check_positive(args, "max_docs", "batch_tokens", "stride")
     lengths = options.parse_lengths(args.lengths)

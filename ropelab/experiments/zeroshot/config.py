@@ -69,7 +69,7 @@ class RetrievalConfig:
 
 @dataclass(frozen=True)
 class SearchVariantConfig:
-    """A searched variant: :func:`ropelab.search.coordinate_search` (LongRoPE2's idea, Shang et al. 2025, sec. 3.3)
+    """A searched variant: :func:`ropelab.rope.search.coordinate_search` (LongRoPE2's idea, Shang et al. 2025, sec. 3.3)
     from ``start``'s factors against the needle-driven perplexity (:func:`ropelab.eval.ruler.needle_perplexity`)
     of the loaded model, zero-shot; the plan it finds is then scored as one more variant.
 
@@ -178,10 +178,11 @@ class ZeroShotConfig:
 
 
 def static_methods(exclude: Sequence[str] = ()) -> list[str]:
-    """Registry methods whose frequencies do not follow the sequence length (the registry's ``DYNAMIC`` flag)."""
-    from ropelab.methods import DYNAMIC, METHODS
+    """Registry methods whose frequencies do not follow the sequence length (``register(dynamic=True)``)."""
+    from ropelab.rope.plan import DYNAMIC_METHODS
+    from ropelab.rope.registry import METHODS
 
-    return [m for m in METHODS if m not in DYNAMIC and m not in exclude]
+    return [m for m in METHODS if m not in DYNAMIC_METHODS and m not in exclude]
 
 
 def _document_set(entry: Any) -> dict[str, Any]:

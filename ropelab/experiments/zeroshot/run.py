@@ -12,11 +12,11 @@ retrieval prompts that are the same for every method:
   and the RULER tasks of ``retrieval.ruler_tasks`` (:mod:`ropelab.eval.ruler`), each prompt answered greedily
   until end-of-sequence or until its score is decided (:mod:`ropelab.eval.generation`), for the ``retrieval``
   subset of variants; intervals and paired tests come from :mod:`ropelab.experiments.zeroshot.summary`;
-* a **searched variant** (``search``): per-pair factors found by :func:`ropelab.search.coordinate_search` against
+* a **searched variant** (``search``): per-pair factors found by :func:`ropelab.rope.search.coordinate_search` against
   needle perplexity (:mod:`ropelab.experiments.zeroshot.search`), then scored like every other variant.
 
 The model and every document are loaded and tokenised once for all methods; a plan is applied and removed in place
-(:func:`ropelab.eval.loading.plan_applied`). Every document's NLL and every prompt's answer is cached on its own
+(:func:`ropelab.runtime.hf.plan_applied`). Every document's NLL and every prompt's answer is cached on its own
 (:mod:`ropelab.experiments.zeroshot.cache`), so an interrupted run resumes, and a re-run with warm caches only
 draws the figures.
 """
@@ -46,10 +46,10 @@ def run_zero_shot(cfg: ZeroShotConfig, progress: bool = True, cache: bool = True
     from tqdm.auto import tqdm
 
     from ropelab.data import tokenizer_fingerprint
-    from ropelab.eval.loading import model_spec, plan_applied
     from ropelab.experiments.zeroshot.search import searched_plan
-    from ropelab.methods import make_plan
-    from ropelab.models import load_model
+    from ropelab.rope.registry import make_plan
+    from ropelab.runtime.hf import model_spec, plan_applied
+    from ropelab.runtime.models import load_model
 
     dtype = getattr(torch, cfg.dtype)
     with pinned_threads(cfg.threads):

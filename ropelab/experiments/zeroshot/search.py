@@ -19,11 +19,11 @@ def searched_plan(model: Any, tokenizer: Any, spec: Any, cfg: ZeroShotConfig, ba
     each evaluation), moves, evaluations, seconds (of the original search, also when cached), the objective's
     sample seeds and haystack documents. Cached as plan JSON on ``base`` (model, dtype, threads, weights, ...),
     the target, the search settings, the start plan, the objective's prompts and the code that scores them."""
-    from ropelab.eval.loading import plan_applied
     from ropelab.eval.ruler import needle_ppl
-    from ropelab.methods import make_plan
-    from ropelab.plan import RopePlan
-    from ropelab.search import coordinate_search
+    from ropelab.rope.plan import RopePlan
+    from ropelab.rope.registry import make_plan
+    from ropelab.rope.search import coordinate_search
+    from ropelab.runtime.hf import plan_applied
 
     search = cfg.search
     samples, haystack = objective_samples(cfg, tokenizer)

@@ -1,8 +1,8 @@
 """The paper's experiment in miniature: pre-train at L, extend to 2L and 4L with each method, fine-tune, measure.
 
 Wu et al. (EMNLP 2024, sec. 4) fine-tune LLaMA2 from 4k to 8k and 16k with PI, YaRN, CLEX and DPRoPE under one
-recipe and compare perplexity, passkey and LongBench. Here a tiny LLaMA (:mod:`ropelab.tiny`) is pre-trained at L on
-a long-range mix (:mod:`ropelab.mixture`: text, copying, multi-key recall, passkeys), so that it really uses its
+recipe and compare perplexity, passkey and LongBench. Here a tiny LLaMA (:mod:`ropelab.experiments.tiny`) is pre-trained at L on
+a long-range mix (:mod:`ropelab.train.mixture`: text, copying, multi-key recall, passkeys), so that it really uses its
 context and really fails past L, then extended by every method under the same budget (steps, data order, seed) and
 scored on held-out rows and documents (the "test" split; the search variant tunes on "validation"):
 
@@ -16,7 +16,7 @@ Reported (notebook 07): mean and 95% t-intervals over seeds, every method paired
 rho of disturbance against each outcome (the paper's Fig. 5), the n_hat sweep (Table 4), the bins sweep (Table 6)
 and other divergences (JS, TV, Wasserstein-1).
 
-Caching: the pre-trained model by its config hash (:func:`ropelab.tiny.pretrain`), each fine-tuning run folder
+Caching: the pre-trained model by its config hash (:func:`ropelab.experiments.tiny.pretrain`), each fine-tuning run folder
 by the hash of its recipe + plan + seed (:func:`ropelab.train.finetune`), each evaluation as JSON beside its run
 (keyed by the evaluation settings), the searched plans by the base model and search settings. A second run redoes
 only what changed. Runs go ``cfg.workers`` at a time, one thread each: the numbers do not depend on how many.
@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from ropelab.determinism import pinned_numerics
+from ropelab.experiments.study.config import StudyConfig, Variant, variants
+from ropelab.experiments.study.evaluate import evaluate_model, run_row
 from ropelab.storage import content_key
-from ropelab.study_config import StudyConfig, Variant, variants
-from ropelab.study_eval import evaluate_model, run_row
 from ropelab.train import TrainConfig
 
 
@@ -45,7 +45,7 @@ def study_root(cfg: StudyConfig, root: str | Path | None = None) -> Path:
 def pretrained_model(cfg: StudyConfig, progress: bool = True) -> Path:
     """The tiny LLaMA pre-trained at L on the study's mix (cached); for ``base_model`` other than "tiny", that
     folder itself."""
-    from ropelab.tiny import pretrain
+    from ropelab.experiments.tiny import pretrain
 
     if cfg.base_model != "tiny":
         return Path(cfg.base_model)
@@ -77,7 +77,7 @@ def run_folder(root: Path, variant: Variant, seed: int, recipe: TrainConfig, pla
 def finetune_run(cfg: StudyConfig, variant: Variant, seed: int, base_dir: Path, root: Path,
                  progress: bool = True) -> tuple[Path, bool]:
     """Fine-tune one (variant, seed); ``(run folder, trained)`` -- ``trained`` False when a finished run was reused."""
-    from ropelab.spec import RopeSpec
+    from ropelab.rope.spec import RopeSpec
     from ropelab.train import DONE_FILE, MODEL_SUBDIR, config_hash, finetune
 
     spec = RopeSpec.from_hf_config(Path(base_dir) / "config.json")
@@ -102,7 +102,7 @@ def run_job(cfg: StudyConfig, variant: Variant, seed: int, base_dir: Path, root:
 
 
 def base_window(base_dir: Path) -> int:
-    from ropelab.spec import RopeSpec
+    from ropelab.rope.spec import RopeSpec
 
     return RopeSpec.from_hf_config(Path(base_dir) / "config.json").original_length
 
@@ -138,8 +138,8 @@ def run_study(cfg: StudyConfig, root: str | Path | None = None, progress: bool =
     Returns ``{"rows": [...], "base": pretrained model row, "window": L, "passkey_cells": {...},
     "trained": runs trained now, "reused": runs reused, "spec": RopeSpec, "base_dir": folder, "searches": {...}}``.
     """
-    from ropelab.spec import RopeSpec
-    from ropelab.study_search import resolve_searches
+    from ropelab.experiments.study.search import resolve_searches
+    from ropelab.rope.spec import RopeSpec
 
     root = study_root(cfg, root)
     base_dir = pretrained_model(cfg, progress)

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from ropelab.config import flatten
+from ropelab.experiments.study.config import StudyConfig, eval_lengths
 from ropelab.stats import cell_summary, detectable_effect, paired_ci, spearman
 from ropelab.storage import atomic_write_text
-from ropelab.study_config import StudyConfig, eval_lengths
 
 
 def disturbance_points(rows: Sequence[Mapping[str, Any]], window: int, multiple: int | None = None,

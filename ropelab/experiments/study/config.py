@@ -2,7 +2,7 @@
 
 The grid is Wu et al.'s (EMNLP 2024, sec. 4): every method x scale under one fine-tuning recipe, plus the n_hat
 sweep (Table 4), the bins sweep (Table 6) and other divergences at one scale, and ropelab's own selection variants
-(robust, continuous, searched). :mod:`ropelab.study` runs it.
+(robust, continuous, searched). :mod:`ropelab.experiments.study.run` runs it.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from ropelab.config import load_config
-from ropelab.mixture import TASKS, MixConfig
-from ropelab.tiny import TinyConfig
+from ropelab.experiments.tiny import TinyConfig
 from ropelab.train import TrainConfig
+from ropelab.train.mixture import TASKS, MixConfig
 
 MAIN_METHODS = ("none", "pi", "ntk", "yarn", "dprope", "dprope_paper", "dprope_robust", "dprope_continuous",
                 "dprope_search")
@@ -54,7 +54,7 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """The ``dprope_search`` variant: :func:`ropelab.search.coordinate_search` from DPRoPE's factors against the
+    """The ``dprope_search`` variant: :func:`ropelab.rope.search.coordinate_search` from DPRoPE's factors against the
     pre-trained model's answer NLL on "validation" mix rows at the target length (zero-shot, before fine-tuning)."""
 
     budget: int = 24  # objective evaluations per scale
@@ -122,7 +122,7 @@ MAX_TINY_WINDOW = 4096  # the longest L whose 8L evaluation a 2-core CPU runs in
 
 def check_window(cfg: StudyConfig) -> None:
     """Fail before training on a window the tiny model cannot hold: one past :data:`MAX_TINY_WINDOW`, or one
-    too short for a task of the mix (:func:`ropelab.mixture.minimum_length`, known before the tokenizer exists)."""
+    too short for a task of the mix (:func:`ropelab.train.mixture.minimum_length`, known before the tokenizer exists)."""
     window = cfg.tiny.window
     if window > MAX_TINY_WINDOW:
         raise ValueError(f"tiny.window {window} is too long for the CPU study: at most {MAX_TINY_WINDOW} "
@@ -150,7 +150,7 @@ class Variant:
     group: str = "main"  # main | nhat | bins | metric
 
     def plan(self, spec):
-        from ropelab.methods import make_plan
+        from ropelab.rope.registry import make_plan
 
         return make_plan(self.method, spec, spec.original_length * self.scale, **dict(self.options))
 
@@ -171,7 +171,7 @@ def variants(cfg: StudyConfig, spec) -> list[Variant]:
                     continue
                 opts = (("bins", cfg.bins), ("n_hat", even_dims(ratio, spec.rotary_dim)))
                 out.append(Variant(label, "dprope", scale, opts))
-            elif label == "dprope_search":  # its factors come from the search (ropelab.study_search)
+            elif label == "dprope_search":  # its factors come from the search (ropelab.experiments.study.search)
                 out.append(Variant(label, "longrope", scale, (), "main"))
             else:
                 out.append(Variant(label, label, scale, (("bins", cfg.bins),)))

@@ -3,7 +3,7 @@ L .. 8L and generated passkeys (cached).
 
 Every run is scored on the same tokens: ``eval.segments`` segments of 8L tokens spread over the held-out split,
 each length taking the first n tokens of each segment (no sliding window), and ``eval.retrieval_rows`` held-out
-rows per (task, length) of the study's mix (:mod:`ropelab.mixture`; one copied span as far back as the row
+rows per (task, length) of the study's mix (:mod:`ropelab.train.mixture`; one copied span as far back as the row
 allows). The result is cached as JSON beside the run, keyed by the evaluation settings.
 """
 
@@ -21,9 +21,9 @@ import numpy as np
 
 from ropelab.config import to_dict
 from ropelab.determinism import numerics_key, pinned_numerics
-from ropelab.mixture import rows_key
+from ropelab.experiments.study.config import StudyConfig, Variant, eval_lengths
 from ropelab.storage import atomic_write_text, content_key
-from ropelab.study_config import StudyConfig, Variant, eval_lengths
+from ropelab.train.mixture import rows_key
 
 EVAL_FILE = "study_eval-{key}.json"
 
@@ -84,7 +84,7 @@ def held_out_rows(cfg: StudyConfig, tokenizer: Any, tasks, length: int, split: s
     repeat is most of a row away), drawn from ``split`` with ``seed``. # (N, T) ids and answers"""
     import dataclasses
 
-    from ropelab.mixture import mix_rows
+    from ropelab.train.mixture import mix_rows
 
     mix = dataclasses.replace(cfg.mix, shares={t: 1 / len(tasks) for t in tasks}, copy_spans=(1, 1), seed=seed)
     return mix_rows(mix, tokenizer, cfg.corpus, split, length, rows, cfg.max_docs)

@@ -287,7 +287,7 @@ def mix_rows(mix: MixConfig, tokenizer: Any, corpus: str, split: str, length: in
 
     from ropelab.config import to_dict
     from ropelab.data import _slug, token_stream, tokenizer_fingerprint
-    from ropelab.spec import check_positive_int
+    from ropelab.rope.spec import check_positive_int
     from ropelab.storage import atomic_save, cache_path, content_key
 
     check_positive_int("rows", rows)

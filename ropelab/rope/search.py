@@ -7,7 +7,7 @@ perplexity: here a greedy coordinate search. Pairs are visited in order of how c
 changes nothing or the budget of objective evaluations is spent.
 
 The objective is any callable ``objective(plan) -> float`` (lower is better), e.g. a perplexity of a model with
-the plan applied (``ropelab.eval.loading.plan_applied``). The result is a ``longrope`` plan (rebuildable with
+the plan applied (``ropelab.runtime.hf.plan_applied``). The result is a ``longrope`` plan (rebuildable with
 ``make_plan`` from its options) whose ``details["search"]`` records the curve and the cost.
 """
 
@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from ropelab.methods import make_plan
-from ropelab.plan import RopePlan
-from ropelab.spec import RopeSpec
+from ropelab.rope.plan import RopePlan
+from ropelab.rope.registry import make_plan
+from ropelab.rope.spec import RopeSpec
 
 
 def coordinate_search(objective: Callable[[RopePlan], float], spec: RopeSpec, target_length: int, *,

@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from ropelab.spec import RopeSpec
+from ropelab.rope.spec import RopeSpec
 from ropelab.storage import atomic_write_text
 
 # Registry methods whose frequencies follow the sequence length (dynamic NTK): no static per-pair form. Filled by
-# ``ropelab.methods.register(dynamic=True)``; read through ``RopePlan.dynamic``.
+# ``ropelab.rope.registry.register(dynamic=True)``; read through ``RopePlan.dynamic``.
 DYNAMIC_METHODS: set[str] = set()
 
 # A pair counts as interpolated when its frequency is divided by more than this (YaRN's ramp ends are not exact).
@@ -132,7 +132,7 @@ class RopePlan:
 
     @classmethod
     def load(cls, path: str | Path) -> RopePlan:
-        from ropelab.files import read_json
+        from ropelab.user_files import read_json
 
         data = read_json(path, "plan file")
         if not isinstance(data, dict):

@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ropelab.hf import apply_plan, layer_rope_parameters, rope_parameters, text_config
-from ropelab.plan import RopePlan
+from ropelab.rope.plan import RopePlan
+from ropelab.runtime.hf import apply_plan, layer_rope_parameters, rope_parameters, text_config
 from ropelab.storage import publish_permissions
 
 PLAN_FILE = "ropelab_plan.json"
@@ -32,7 +32,7 @@ def export_checkpoint(model: Any, tokenizer: Any, plan: RopePlan, out_dir: str |
         FileExistsError: ``out_dir`` exists and is not empty, and ``force`` is False.
         ValueError: ``out_dir`` is a file, lies under a file or cannot be written.
     """
-    from ropelab.files import check_output_path
+    from ropelab.user_files import check_output_path
 
     out = check_output_path(out_dir, "output", folder=True).absolute()
     if out.is_dir() and any(out.iterdir()) and not force:

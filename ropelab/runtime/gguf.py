@@ -14,7 +14,7 @@ The official converter (``convert_hf_to_gguf.py``) writes neither for a Llama co
 (it keeps the type and drops the factors: the unextended model). :func:`write_gguf` copies a converted GGUF and
 replaces its RoPE: one factor set -> type ``none`` + ``rope_freqs.weight`` (every static plan: PI, YaRN, NTK,
 DPRoPE are all per-pair divisors of the base frequencies); distinct short factors (LongRoPE) -> type ``longrope``
-+ the long/short pair. The plan itself is stored under ``ropelab.plan`` (llama.cpp ignores unknown keys).
++ the long/short pair. The plan itself is stored under ``ropelab.rope.plan`` (llama.cpp ignores unknown keys).
 """
 
 from __future__ import annotations
@@ -29,15 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from ropelab.files import check_output_path
-from ropelab.plan import RopePlan
+from ropelab.rope.plan import RopePlan
+from ropelab.user_files import check_output_path
 
 ARCHS = ("llama", "phi3")  # llama.cpp graphs that apply per-pair factor tensors to every layer
 ROPE_FREQS = "rope_freqs.weight"  # llama.cpp's tensor names (tn(LLM_TENSOR_ROPE_FREQS, "weight"))
 ROPE_FACTORS_LONG = "rope_factors_long.weight"
 ROPE_FACTORS_SHORT = "rope_factors_short.weight"
 ROPE_TENSORS = (ROPE_FREQS, ROPE_FACTORS_LONG, ROPE_FACTORS_SHORT)
-PLAN_KEY = "ropelab.plan"
+PLAN_KEY = "ropelab.rope.plan"
 SCALING_TYPES = ("none", "linear", "yarn", "longrope")  # llama.cpp's LLAMA_ROPE_SCALING_TYPES
 CONVERTER_ENV = "ROPELAB_GGUF_CONVERTER"
 # transformers classes whose llama.cpp converter output has an arch in ARCHS (conversion/__init__.py, llama.py,

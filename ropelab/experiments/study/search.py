@@ -1,4 +1,4 @@
-"""The study's searched variant: per-pair factors found by :func:`ropelab.search.coordinate_search` (LongRoPE2's
+"""The study's searched variant: per-pair factors found by :func:`ropelab.rope.search.coordinate_search` (LongRoPE2's
 idea, Shang et al. 2025) against the pre-trained model, then fine-tuned like every other method.
 
 Objective: the mean NLL of the answer tokens of held-out copy and recall rows at the target length (the tiny
@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ropelab.determinism import numerics_key, pinned_numerics
+from ropelab.experiments.study.config import StudyConfig, Variant
 from ropelab.storage import content_key
-from ropelab.study_config import StudyConfig, Variant
 
 SEARCH_LABEL = "dprope_search"
 OBJECTIVE_SPLIT = "validation"
@@ -24,7 +24,7 @@ OBJECTIVE_SPLIT = "validation"
 
 def objective_rows(cfg: StudyConfig, tokenizer: Any, length: int):
     """``(ids, answers)`` of the objective: ``search.rows`` copy + recall rows of ``length`` (validation split)."""
-    from ropelab.study_eval import held_out_rows
+    from ropelab.experiments.study.evaluate import held_out_rows
 
     tasks = [t for t in ("copy", "recall") if cfg.mix.shares.get(t, 0) > 0] or ["copy"]
     return held_out_rows(cfg, tokenizer, tasks, length, OBJECTIVE_SPLIT, cfg.search.seed, cfg.search.rows)
@@ -38,10 +38,10 @@ def search_plan(cfg: StudyConfig, base_dir: str | Path, scale: int, root: Path, 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from ropelab.eval.answers import answer_nll
-    from ropelab.eval.loading import plan_applied
-    from ropelab.plan import RopePlan
-    from ropelab.search import coordinate_search
-    from ropelab.spec import RopeSpec
+    from ropelab.rope.plan import RopePlan
+    from ropelab.rope.search import coordinate_search
+    from ropelab.rope.spec import RopeSpec
+    from ropelab.runtime.hf import plan_applied
 
     spec = RopeSpec.from_hf_config(Path(base_dir) / "config.json")
     key = content_key({"base": str(base_dir), "scale": scale, "search": dataclasses.asdict(cfg.search),
@@ -66,7 +66,7 @@ def search_plan(cfg: StudyConfig, base_dir: str | Path, scale: int, root: Path, 
 def resolve_searches(cfg: StudyConfig, grid: Sequence[Variant], base_dir: str | Path, root: Path,
                      progress: bool = True) -> tuple[list[Variant], dict[int, Any]]:
     """The grid with every ``dprope_search`` variant given its searched factors (as ``longrope`` options that
-    :func:`ropelab.methods.make_plan` rebuilds exactly), and ``{scale: searched plan}``."""
+    :func:`ropelab.rope.registry.make_plan` rebuilds exactly), and ``{scale: searched plan}``."""
     out, plans = [], {}
     for variant in grid:
         if variant.label != SEARCH_LABEL:

@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from ropelab.spec import check_positive_int, check_precision
+from ropelab.rope.spec import check_positive_int, check_precision
 
 # Smallest normal float16: the authors' release starts every bin there so that KL stays finite.
 SMOOTHING = float(np.finfo(np.float16).tiny)  # 2^-14, as torch.finfo(torch.float16).tiny

@@ -247,7 +247,7 @@ def _config_dict(config: Any) -> dict[str, Any]:
             path = path / "config.json"
         if not path.is_file():
             raise ValueError(f"no config.json at {str(config)!r}")
-        from ropelab.files import read_json
+        from ropelab.user_files import read_json
 
         data = read_json(path, "model config")
         if not isinstance(data, dict):

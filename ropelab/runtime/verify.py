@@ -7,8 +7,8 @@ the *sequence length* (long factors past L), llama.cpp's ``get_rope_factors`` an
 ``Phi3LongRoPEScaledRotaryEmbedding`` follow the *context size* (``n_ctx`` / ``max_model_len`` > L: long factors
 for every position).
 
-* transformers: the live rotary module of a stock ``from_pretrained`` (``ropelab.hf.model_frequencies``);
-* llama.cpp: the GGUF's metadata and factor tensors as its loader reads them (``ropelab.gguf.read_gguf_rope``);
+* transformers: the live rotary module of a stock ``from_pretrained`` (``ropelab.runtime.hf.model_frequencies``);
+* llama.cpp: the GGUF's metadata and factor tensors as its loader reads them (``ropelab.runtime.gguf.read_gguf_rope``);
 * vLLM: the folder's ``config.json``, with or without ``--hf-overrides``, as vLLM's ``get_rope`` builds its
   rotary embedding (``vllm/model_executor/layers/rotary_embedding/__init__.py``; longrope in
   ``phi3_long_rope_scaled_rope.py``: cos/sin scaled by ``short_mscale``/``long_mscale``, else by
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ropelab.plan import RopePlan, max_relative_error
+from ropelab.rope.plan import RopePlan, max_relative_error
 
 RTOL = 1e-5  # float32 runtimes: llama.cpp builds base^(-2i/d) by repeated float32 products (~1e-6 relative)
 
@@ -126,7 +126,7 @@ def check_pairs(plan: RopePlan, n_pairs: int, where: str) -> None:
 def verify_transformers(model: Any, plan: RopePlan) -> list[Check]:
     """The live rotary module of ``model`` at the original window and the target length (in the layers of the
     plan's layer type, for per-layer-type RoPE)."""
-    from ropelab.hf import layer_rope_parameters, model_frequencies, text_config
+    from ropelab.runtime.hf import layer_rope_parameters, model_frequencies, text_config
 
     layer_type = plan.spec.layer_type
     factors = str(layer_rope_parameters(text_config(model), layer_type).get("rope_type", "default"))
@@ -176,7 +176,7 @@ def verify_vllm(config: dict[str, Any], plan: RopePlan, overrides: dict[str, Any
 
 def verify_gguf(path: str | os.PathLike, plan: RopePlan | None = None) -> Verification:
     """llama.cpp on the GGUF at ``path``, with a context of L and of L' tokens."""
-    from ropelab.gguf import read_gguf_rope
+    from ropelab.runtime.gguf import read_gguf_rope
 
     rope = read_gguf_rope(path)
     plan = plan or rope.plan
@@ -196,8 +196,8 @@ def verify_folder(folder: str | os.PathLike, plan: RopePlan | None = None) -> Ve
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from ropelab.export import PLAN_FILE
-    from ropelab.hf import model_frequencies, rotary_modules, vllm_hf_overrides
+    from ropelab.runtime.export import PLAN_FILE
+    from ropelab.runtime.hf import model_frequencies, rotary_modules, vllm_hf_overrides
 
     folder = Path(folder)
     if not (folder / "config.json").is_file():
@@ -216,7 +216,7 @@ def verify_folder(folder: str | os.PathLike, plan: RopePlan | None = None) -> Ve
         raise ValueError(f"model {type(model).__name__} has no rotary embedding: nothing to verify")
     layer_type = plan.spec.layer_type
     if layer_type is not None:
-        from ropelab.spec import check_layer_type, rope_layer_types
+        from ropelab.rope.spec import check_layer_type, rope_layer_types
 
         check_layer_type(layer_type, rope_layer_types(text))
     check_pairs(plan, model_frequencies(model, 1, layer_type)[0].size, str(folder))

@@ -5,7 +5,7 @@ embedding is then rebuilt *by transformers itself* from that config, so the freq
 those a fresh ``from_pretrained`` computes, with no ropelab import needed at load time. ``apply_plan`` then checks
 the frequencies transformers uses at the target length against ``plan.inv_freq``.
 
-Mapping (transformers v5 ``ROPE_INIT_FUNCTIONS``), recorded per method in the registry (``ropelab.methods``):
+Mapping (transformers v5 ``ROPE_INIT_FUNCTIONS``), recorded per method in the registry (``ropelab.rope.registry``):
     pi -> linear; yarn -> yarn; dynamic_ntk -> dynamic; llama3 -> llama3; ntk -> default with the new base;
     none -> default; every other method (dprope and its variants, longrope) -> longrope with short_factor =
     long_factor = factors and an explicit attention_factor (1 for DPRoPE: no temperature). A plan with an attention
@@ -20,23 +20,25 @@ other layer types' frequencies are unchanged. Extending the full-attention layer
 what Gemma 3 itself does for 128k (its linear factor 8 is on ``full_attention`` only).
 
 Serving (docs/serving.md): ``vllm_hf_overrides`` (vLLM's longrope reads short/long_mscale, not
-attention_factor); llama.cpp's GGUF is written by ``ropelab.gguf``.
+attention_factor); llama.cpp's GGUF is written by ``ropelab.runtime.gguf``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
-from ropelab.gguf import static_plan_check
-from ropelab.methods import native_rope_parameters
-from ropelab.plan import RopePlan, max_relative_error
-from ropelab.spec import RopeSpec, check_layer_type, rope_layer_types
+from ropelab.rope.plan import RopePlan, max_relative_error
+from ropelab.rope.registry import native_rope_parameters
+from ropelab.rope.spec import RopeSpec, check_layer_type, rope_layer_types
+from ropelab.runtime.gguf import static_plan_check
 
 # rope types every consumer reads (``default``) or that have no static per-pair form (``dynamic``)
 ALWAYS_NATIVE = ("default", "dynamic")
@@ -45,7 +47,7 @@ ALWAYS_NATIVE = ("default", "dynamic")
 def rope_parameters(plan: RopePlan, native: bool = True) -> dict[str, Any]:
     """The ``config.rope_parameters`` dict that makes stock transformers compute ``plan``'s frequencies.
 
-    The method's native type comes from the registry (``ropelab.methods.native_rope_parameters``); a method without
+    The method's native type comes from the registry (``ropelab.rope.registry.native_rope_parameters``); a method without
     one, or a plan whose attention factor its native type cannot carry, is written as ``longrope``.
     ``native=False`` writes every other static plan as ``longrope`` (per-pair factors, explicit attention factor): the
     form for model classes that accept only ``default``/``longrope`` (Phi-3) and for vLLM / llama.cpp.
@@ -273,3 +275,43 @@ def vllm_hf_overrides(plan: RopePlan, rope_key: str = "rope_parameters") -> dict
     params = rope_parameters(plan, native=False)
     params.update(short_mscale=plan.attention_factor, long_mscale=plan.attention_factor)
     return {rope_key: params, "max_position_embeddings": plan.target_length}
+
+
+# --- a plan for the length of a block (how every evaluation compares a model with and without it) -------------
+
+
+def model_spec(model: Any):
+    """The :class:`RopeSpec` of a loaded transformers model."""
+    return RopeSpec.from_hf_config(text_config(model))
+
+
+_ROTARY_STATE = ("inv_freq", "original_inv_freq", "long_inv_freq", "attention_scaling", "rope_type",
+                 "max_seq_len_cached", "original_max_seq_len", "config")
+
+
+@contextlib.contextmanager
+def plan_applied(model: Any, plan: RopePlan | None) -> Iterator[Any]:
+    """Apply ``plan`` (:func:`apply_plan`) inside the block and restore the model exactly afterwards.
+
+    Restores the text config's ``rope_parameters`` and ``max_position_embeddings`` and every rotary module's
+    frequencies and scaling. ``plan=None`` leaves the model as it is.
+    """
+    if plan is None:
+        yield model
+        return
+    config = text_config(model)
+    saved_config = (copy.deepcopy(getattr(config, "rope_parameters", None)), config.max_position_embeddings)
+    saved_modules = [(m, {k: getattr(m, k) for k in _ROTARY_STATE if hasattr(m, k)}) for m in rotary_modules(model)]
+    saved_modules = [(m, {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in s.items()})
+                     for m, s in saved_modules]
+    try:
+        apply_plan(model, plan)
+        yield model
+    finally:
+        config.rope_parameters, config.max_position_embeddings = saved_config
+        for module, state in saved_modules:
+            for name in _ROTARY_STATE:
+                if name in state:
+                    setattr(module, name, state[name])
+                elif hasattr(module, name):
+                    delattr(module, name)

@@ -23,7 +23,6 @@ import torch
 
 from ropelab.config import load_config, to_dict
 from ropelab.determinism import numerics_key, pinned_numerics, seed_everything
-from ropelab.mixture import MixConfig, minimum_length, rows_key
 from ropelab.storage import atomic_write_text, content_key
 from ropelab.train import (
     DONE_FILE,
@@ -37,6 +36,7 @@ from ropelab.train import (
     train_model,
     training_blocks,
 )
+from ropelab.train.mixture import MixConfig, minimum_length, rows_key
 
 EOS = "<|endoftext|>"
 
@@ -62,7 +62,7 @@ class TinyConfig:
     intermediate: int = 688  # SwiGLU width (~8/3 x hidden)
     window: int = 256  # L: pre-training sequence length (the "original window")
     rope_theta: float = 10000.0  # LLaMA2's base
-    mix: MixConfig | None = None  # pre-train on this long-range mix (ropelab.mixture) instead of packed text
+    mix: MixConfig | None = None  # pre-train on this long-range mix (ropelab.train.mixture) instead of packed text
     train: TrainConfig = field(default_factory=_pretrain_recipe)  # optimizer, steps, batch, seed
 
     def __post_init__(self) -> None:
@@ -133,7 +133,7 @@ def load_tiny_config(source: str | Path | dict, overrides: dict | None = None) -
 def resolve_spec(source: str) -> Any:
     """The RoPE of a training ``model`` name without pre-training: "tiny:<profile>" from its config, anything else
     from its folder or hub config (:func:`ropelab.train.base_spec`)."""
-    from ropelab.spec import RopeSpec
+    from ropelab.rope.spec import RopeSpec
 
     if source.startswith(TINY_PREFIX):
         cfg = load_tiny_config(source[len(TINY_PREFIX):])

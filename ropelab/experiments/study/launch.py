@@ -1,6 +1,6 @@
 """The study on GPU clusters: one ``accelerate launch`` line per (variant, seed) of a real base model's study.
 
-``python -m ropelab.study_launch commands --profile gpu [--accelerate-config X]`` prints them (docs/gpu.md).
+``python -m ropelab.experiments.study.launch commands --profile gpu [--accelerate-config X]`` prints them (docs/gpu.md).
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ropelab.study import run_folder, run_recipe, study_root
-from ropelab.study_config import StudyConfig, load_study_config, variants
+from ropelab.experiments.study.config import StudyConfig, load_study_config, variants
+from ropelab.experiments.study.run import run_folder, run_recipe, study_root
 
 
 def launch_commands(cfg: StudyConfig, root: str | Path | None = None,
@@ -23,8 +23,8 @@ def launch_commands(cfg: StudyConfig, root: str | Path | None = None,
     :func:`run_study`) with the same profile: it finds the finished runs by their hash and only evaluates them.
     """
     from ropelab.config import save_config
-    from ropelab.spec import RopeSpec
-    from ropelab.study_search import SEARCH_LABEL, resolve_searches
+    from ropelab.experiments.study.search import SEARCH_LABEL, resolve_searches
+    from ropelab.rope.spec import RopeSpec
 
     root = study_root(cfg, root)
     base_dir = Path(cfg.base_model)
@@ -49,10 +49,10 @@ def launch_commands(cfg: StudyConfig, root: str | Path | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m ropelab.study_launch commands --profile gpu [--accelerate-config X]``: print the launch lines."""
+    """``python -m ropelab.experiments.study.launch commands --profile gpu [--accelerate-config X]``: print the launch lines."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m ropelab.study_launch", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m ropelab.experiments.study.launch", description=main.__doc__)
     parser.add_argument("what", choices=["commands"])
     parser.add_argument("--profile", default="gpu", help="configs/study/<profile>.yaml or a YAML path")
     parser.add_argument("--accelerate-config", default="configs/accelerate/deepspeed-zero3.yaml")
