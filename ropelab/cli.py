@@ -12,54 +12,25 @@ by two rules:
 - a command module imports only light modules at module level (the standard library, numpy, the torch-free core
   of ``ropelab``); torch, transformers, matplotlib and the like are imported inside the functions that use them.
   :func:`build_parser` imports every command module, for its ``NAME`` and ``HELP``;
-- a command's ``add_arguments`` runs only when argparse selects that command (:class:`_LazySubcommands`), so
-  building the arguments of one command never costs another's imports (``ropelab eval`` imports every
-  evaluation module to build its arguments). Each command's arguments, defaults and help are exactly those
+- a command's ``add_arguments`` runs only when argparse selects that command (:func:`ropelab.commands.add_subcommands`), so
+  building the arguments of one command never costs another's imports (``ropelab eval`` does the same for each
+  evaluation). Each command's arguments, defaults and help are exactly those
   its ``add_arguments`` gives; they are just added on first use.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
-import importlib
 import os
-import pkgutil
 import sys
-from collections.abc import Callable
 
 import ropelab.commands
-
-
-class _LazySubcommands(argparse._SubParsersAction):
-    """Subparsers whose arguments are added when argparse selects them (see the module docstring).
-
-    ``pending`` maps a command name to the function that adds its arguments; argparse calls this action with the
-    chosen name first in ``values`` (an invalid name is rejected before), and it runs that function once.
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.pending: dict[str, Callable[[], None]] = {}
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        add_arguments = self.pending.pop(values[0], None)
-        if add_arguments is not None:
-            add_arguments()
-        super().__call__(parser, namespace, values, option_string)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``ropelab`` parser; a command's own arguments are added when parsing selects it."""
     parser = argparse.ArgumentParser(prog="ropelab", description="Extend the context window of RoPE models.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", action=_LazySubcommands)
-    for info in sorted(pkgutil.iter_modules(ropelab.commands.__path__), key=lambda m: m.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"ropelab.commands.{info.name}")
-        command = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
-        sub.pending[module.NAME] = functools.partial(module.add_arguments, command)
-        command.set_defaults(_run=module.run)
+    ropelab.commands.add_subcommands(parser, ropelab.commands, dest="command", attribute="_run")
     return parser
 
 

@@ -8,7 +8,6 @@ each, with no difference; those packages are not dependencies, so that compariso
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 from test_passkey import tiny_llama
 
+from ropelab import cli
 from ropelab.commands._eval import longbench as longbench_cli
 from ropelab.eval import longbench
 from ropelab.eval.longbench import PROMPTS, TASKS, Sample, build_prompt, check_folder, evaluate_longbench, read_task
@@ -199,12 +199,10 @@ def test_end_to_end_tiny_llama_over_the_fixtures(tmp_path, capsys):
 
     model.save_pretrained(tmp_path / "m")
     tok.save_pretrained(tmp_path / "m")
-    parser = argparse.ArgumentParser()
-    longbench_cli.add_cli(parser.add_subparsers())
-    args = parser.parse_args(["longbench", "--model", str(tmp_path / "m"), "--data-dir", str(FIXTURES),
+    args = cli.build_parser().parse_args(["eval", "longbench", "--model", str(tmp_path / "m"), "--data-dir", str(FIXTURES),
                               "--tasks", "trec,lcc", "--limit", "1", "--max-new-tokens", "3", "--json",
                               "--csv", str(tmp_path / "lb.csv")])
-    assert args.func(args) == 0
+    assert args._run(args) == 0 and args._evaluation is longbench_cli.run
     out = json.loads(capsys.readouterr().out)
     assert set(out["tasks"]) == {"trec", "lcc"} and out["average"]["8k+"] is None
     assert (tmp_path / "lb.csv").exists() and (tmp_path / "lb.summary.csv").exists()

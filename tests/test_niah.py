@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib.metadata
 
 import pytest
 from test_passkey import tiny_llama
 
+from ropelab import cli
 from ropelab.commands._eval import niah as niah_cli
 from ropelab.eval import niah
 from ropelab.eval.niah import NEEDLE, PROMPT_TAIL, HaystackPrompter, essay_files, evaluate_niah, is_correct
@@ -65,7 +65,5 @@ def test_grid_on_a_tiny_model_and_the_cli_parser():
     assert all(r["n_tokens"] == r["length"] and isinstance(r["correct"], bool) for r in rows)
     assert len(summary["cells"]) == 4 and 0.0 <= summary["accuracy"] <= 1.0
 
-    parser = argparse.ArgumentParser()
-    niah_cli.add_cli(parser.add_subparsers())
-    args = parser.parse_args(["niah", "--model", "m", "--lengths", "1024,2048", "--json"])
-    assert args.func is niah_cli.run_cli and args.json
+    args = cli.build_parser().parse_args(["eval", "niah", "--model", "m", "--lengths", "1024,2048", "--json"])
+    assert args._evaluation is niah_cli.run and args.json and args.lengths == "1024,2048"

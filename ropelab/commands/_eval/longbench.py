@@ -7,17 +7,17 @@ import argparse
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 from ropelab.commands._eval import options
 
+NAME = "longbench"
+HELP = "LongBench-E: per-task scores and 0-4k/4-8k/8k+ buckets"
 
-def add_cli(subparsers: Any) -> None:
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``ropelab eval longbench``."""
     from ropelab.eval import longbench
 
-    parser = subparsers.add_parser("longbench", help="LongBench-E: per-task scores and 0-4k/4-8k/8k+ buckets",
-                                   description=longbench.__doc__.splitlines()[0])
     options.add_model_arguments(parser)
     parser.add_argument("--data-dir", required=True, help="folder with the official <task>_e.jsonl files")
     parser.add_argument("--tasks", default=",".join(longbench.TASKS), help="comma-separated subset of the 13 tasks")
@@ -26,10 +26,9 @@ def add_cli(subparsers: Any) -> None:
     parser.add_argument("--max-new-tokens", type=int, help="cap on the official generation budgets (smoke tests)")
     parser.add_argument("--csv", help="write per-sample rows to this CSV (and the summary beside it)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.set_defaults(func=run_cli)
 
 
-def run_cli(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from ropelab.eval.longbench import check_folder, check_tasks, evaluate_longbench, summary_rows
     from ropelab.user_files import check_output_path
 

@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from ropelab.commands._eval import options
 
+NAME = "niah"
+HELP = "needle-in-a-haystack over the Paul Graham essays"
 
-def add_cli(subparsers: Any) -> None:
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``ropelab eval niah``."""
     from ropelab.eval import niah
 
-    parser = subparsers.add_parser("niah", help="needle-in-a-haystack over the Paul Graham essays",
-                                   description=niah.__doc__.splitlines()[0])
     options.add_model_arguments(parser)
     options.add_grid_arguments(parser, niah.DEFAULT_LENGTHS, niah.DEFAULT_DEPTHS, "cell")
-    parser.set_defaults(func=run_cli)
 
 
-def run_cli(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from ropelab.eval.niah import essay_files, evaluate_niah
 
     essay_files()  # fail early, before loading the model

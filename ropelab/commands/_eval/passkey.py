@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from ropelab.commands._eval import options
 
+NAME = "passkey"
+HELP = "passkey retrieval accuracy over lengths x depths"
 
-def add_cli(subparsers: Any) -> None:
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``ropelab eval passkey``."""
     from ropelab.eval import passkey
 
-    parser = subparsers.add_parser("passkey", help="passkey retrieval accuracy over lengths x depths",
-                                   description=passkey.__doc__.splitlines()[0])
     options.add_model_arguments(parser)
     options.add_grid_arguments(parser, passkey.DEFAULT_LENGTHS, passkey.DEFAULT_DEPTHS, "trial")
     parser.add_argument("--trials", type=int, default=5, help="keys per cell")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-prefix-reuse", action="store_true", help="run every prompt whole")
-    parser.set_defaults(func=run_cli)
 
 
-def run_cli(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from ropelab.eval.passkey import evaluate_passkey
 
     options.check_positive(args, "trials")

@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
 from ropelab.commands._eval import options
 
+NAME = "ppl"
+HELP = "perplexity at several lengths (sliding window or truncated)"
 
-def add_cli(subparsers: Any) -> None:
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``ropelab eval ppl``."""
-    from ropelab.eval import perplexity
-
-    parser = subparsers.add_parser("ppl", help="perplexity at several lengths (sliding window or truncated)",
-                                   description=perplexity.__doc__.splitlines()[0])
     options.add_model_arguments(parser)
     options.add_text_arguments(parser)
     parser.add_argument("--lengths", default="2048,4096", help="comma-separated context lengths in tokens")
     parser.add_argument("--protocol", default="sliding", help="sliding (default) or truncated")
-    parser.set_defaults(func=run_cli)
 
 
-def run_cli(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from ropelab.eval.perplexity import check_protocol, perplexity_at_lengths
     from ropelab.runtime.hf import plan_applied
 

@@ -5,26 +5,22 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
 
 from ropelab.commands._eval import options
 
+NAME = "retention"
+HELP = "perplexity inside the window before and after each extension (--method: one or more, comma-separated)"
 
-def add_cli(subparsers: Any) -> None:
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``ropelab eval retention``."""
-    from ropelab.eval import retention
-
-    parser = subparsers.add_parser(
-        "retention", help="perplexity inside the original window before and after each extension",
-        description=retention.__doc__.splitlines()[0] + " --method takes several methods separated by commas.")
     options.add_model_arguments(parser)
     options.add_text_arguments(parser)
     parser.add_argument("--lengths", help="comma-separated lengths <= the window (default: the window)")
     parser.add_argument("--protocol", default="truncated", help="truncated (default) or sliding")
-    parser.set_defaults(func=run_cli)
 
 
-def run_cli(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from ropelab.eval.retention import retention
 
     if not args.method:

@@ -12,14 +12,15 @@ from typing import Any
 
 from ropelab.commands._eval import options
 
+NAME = "ruler"
+HELP = "RULER synthetic tasks (NIAH variants, VT, CWE, FWE, QA) x lengths"
 
-def add_cli(subparsers: Any) -> None:
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``ropelab eval ruler``."""
     from ropelab.eval.ruler import DEFAULT_LENGTHS, SYNTHETIC_TASKS, TASKS
     from ropelab.eval.ruler.scoring import DEFAULT_RELATIVE
 
-    parser = subparsers.add_parser("ruler", help="RULER synthetic tasks (NIAH variants, VT, CWE, FWE, QA) x lengths",
-                                   description=__doc__.splitlines()[0])
     options.add_model_arguments(parser)
     parser.add_argument("--tasks", default=",".join(SYNTHETIC_TASKS),
                         help=f"comma-separated, from: {', '.join(TASKS)} (qa_* need --qa-file)")
@@ -34,10 +35,9 @@ def add_cli(subparsers: Any) -> None:
     parser.add_argument("--no-prefix-reuse", action="store_true", help="run every prompt whole")
     parser.add_argument("--csv", help="write per-sample rows here")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    parser.set_defaults(func=run_cli)
 
 
-def run_cli(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from ropelab.eval.ruler import TASKS, evaluate_ruler, generate_samples
     from ropelab.eval.ruler.tasks import check_tasks
 
