@@ -164,8 +164,15 @@ def mcnemar_exact(a: Sequence[bool], b: Sequence[bool]) -> dict[str, Any]:
 def paired_bootstrap(a: Sequence[float], b: Sequence[float], resamples: int = 10000, level: float = 0.95,
                      seed: int = 0, strata: Sequence[Any] | None = None) -> dict[str, Any]:
     """Percentile bootstrap of the mean paired difference ``a - b`` (the same prompts resampled for both), with a
-    two-sided p-value (twice the smaller tail of the resampled differences around 0). With ``strata`` the statistic
-    is the mean of the strata's means (RULER's average over tasks) and each stratum is resampled within itself."""
+    two-sided p-value (twice the smaller tail of the resampled differences around 0).
+
+    With ``strata`` the statistic is the mean of the strata's means (RULER's average over tasks), and the bootstrap
+    has two stages: the strata are drawn with replacement, then each drawn stratum's prompts within it (Davison &
+    Hinkley 1997, sec. 3.8). Drawing prompts alone would call a stratum of one prompt certain and give a task
+    average of one sample per task a zero-width interval; drawing the tasks too carries their spread instead
+    (conservative: it treats the task set as one draw of many). ``mean_a``/``mean_b`` are the same statistic of
+    ``a`` and ``b``, so ``difference = mean_a - mean_b``.
+    """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape or a.size == 0:
         raise ValueError(f"paired scores need equal, non-empty lengths, got {a.size} and {b.size}")
@@ -173,15 +180,20 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], resamples: int = 10
     rng = np.random.default_rng(seed)
     groups = [np.arange(diff.size)] if strata is None else [
         np.flatnonzero(np.asarray(strata, dtype=object) == s) for s in dict.fromkeys(strata)]
-    means = np.zeros(resamples)  # (resamples,)
-    for idx in groups:
-        picks = rng.integers(0, idx.size, size=(resamples, idx.size))  # (resamples, group)
-        means += diff[idx][picks].mean(axis=1)
-    means /= len(groups)
+    g = len(groups)
+    # within-stratum means of independent draws, one per slot of the outer draw: (strata, resamples, slots)
+    inner = np.stack([diff[idx][rng.integers(0, idx.size, size=(resamples, g, idx.size))].mean(axis=2)
+                      for idx in groups])
+    outer = rng.integers(0, g, size=(resamples, g)) if g > 1 else np.zeros((resamples, 1), dtype=int)  # (R, slots)
+    means = inner[outer, np.arange(resamples)[:, None], np.arange(g)[None, :]].mean(axis=1)  # (resamples,)
     lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     p = min(1.0, 2 * min(float((means <= 0).mean()), float((means >= 0).mean())))
-    point = float(np.mean([diff[idx].mean() for idx in groups]))
-    return {"n": int(diff.size), "difference": point, "low": float(lo), "high": float(hi), "p": p}
+
+    def statistic(values: np.ndarray) -> float:
+        return float(np.mean([values[idx].mean() for idx in groups]))
+
+    return {"n": int(diff.size), "difference": statistic(diff), "mean_a": statistic(a), "mean_b": statistic(b),
+            "low": float(lo), "high": float(hi), "p": p}
 
 
 def bootstrap_mean_interval(values: Sequence[float], resamples: int = 10000, level: float = 0.95, seed: int = 0,

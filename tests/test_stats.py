@@ -141,7 +141,15 @@ def test_paired_bootstrap_on_known_differences_and_strata():
     assert (ahead["difference"], ahead["low"], ahead["high"], ahead["p"]) == (1.0, 1.0, 1.0, 0.0)
     # the mean of the strata's means (RULER's task average), not the mean over prompts
     strata = paired_bootstrap([1, 1, 0, 0, 0, 0], [0] * 6, strata=["a", "a", "b", "b", "b", "b"])
-    assert strata["difference"] == 0.5 and strata["low"] == strata["high"] == 0.5  # each stratum is constant
+    assert strata["difference"] == 0.5 and (strata["mean_a"], strata["mean_b"]) == (0.5, 0.0)
+    # two strata that each are constant: only the draw of the strata varies, so the interval spans both of them
+    assert (strata["low"], strata["high"]) == (0.0, 1.0) and strata["p"] > 0.3
+    # one prompt per task (RULER's other tasks here): no longer a zero-width interval around the point
+    single = paired_bootstrap([1, 0, 1, 1, 0, 1], [0, 0, 1, 0, 0, 0], strata=list("abcdef"), seed=2)
+    assert single["difference"] == pytest.approx(0.5) and single["low"] < 0.25 and single["high"] > 0.75
+    # the two-stage bootstrap with one stratum is the plain one
+    assert paired_bootstrap(np.arange(9) % 2, np.zeros(9), strata=["x"] * 9, seed=5) == paired_bootstrap(
+        np.arange(9) % 2, np.zeros(9), seed=5)
     noisy = paired_bootstrap(np.arange(20) % 3, np.zeros(20), resamples=4000, seed=1)
     se = np.std(np.arange(20) % 3) / math.sqrt(20)
     assert noisy["low"] == pytest.approx(noisy["difference"] - 1.96 * se, abs=0.1)

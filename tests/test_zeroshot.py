@@ -339,6 +339,11 @@ def test_summary_tables_on_hand_made_rows():
     bootstrap = paired_tests([{**r, "method": "a"} for r in scored] + [{**r, "method": "b", "score": 0.0} for r in scored],
                              "a", "b", "score", ("length", "task", "sample"), {"all": [4096, 8192]})
     assert bootstrap[0]["test"] == "paired bootstrap" and bootstrap[0]["difference"] == pytest.approx(0.55)
+    assert (bootstrap[0]["mean_a"], bootstrap[0]["mean_b"]) == (pytest.approx(0.55), 0.0)  # task averages, not 0.617
+    binary = [{**r, "score": float(r["score"] >= 0.5)} for r in scored]  # 0/1 RULER scores still average over tasks
+    binary = paired_tests([{**r, "method": "a"} for r in binary] + [{**r, "method": "b", "score": 0.0} for r in binary],
+                          "a", "b", "score", ("length", "task", "sample"), {"all": [4096, 8192]})
+    assert binary[0]["test"] == "paired bootstrap" and binary[0]["mean_a"] == pytest.approx((0.75 + 0.5) / 2)
     from ropelab.experiments.zeroshot.summary import comparison_table, ruler_thresholds
 
     thresholds = ruler_thresholds(averages, 0.856)  # no "none" here: the first method is the baseline

@@ -36,8 +36,8 @@ def interval_cells(rows: Sequence[Mapping[str, Any]], value: str, keys: Sequence
 
 
 def ruler_averages(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """RULER's average per (method, length): the mean over tasks of each task's mean score, with a 95% bootstrap
-    interval that resamples prompts within each task (a task with one prompt adds no sampling spread)."""
+    """RULER's average per (method, length): the mean over tasks of each task's mean score, with a 95% two-stage
+    bootstrap interval (tasks drawn with replacement, then prompts within each: :func:`ropelab.stats.paired_bootstrap`)."""
     out = []
     for method in dict.fromkeys(r["method"] for r in rows):
         for length in sorted({r["length"] for r in rows if r["method"] == method}):
@@ -67,8 +67,9 @@ def effective_lengths(averages: Sequence[Mapping[str, Any]], thresholds: Mapping
 def paired_tests(rows: Sequence[Mapping[str, Any]], a: str, b: str, value: str, key: Sequence[str],
                  groups: Mapping[str, Sequence[int]]) -> list[dict[str, Any]]:
     """``a`` against ``b`` on the same prompts (matched by ``key``), for each group of lengths in ``groups``
-    (e.g. ``{"12k": [12288], "past L": [12288, 16384]}``): McNemar for 0/1 values, else a paired bootstrap
-    stratified by task where rows have one."""
+    (e.g. ``{"12k": [12288], "past L": [12288, 16384]}``): exact McNemar for 0/1 values of one task (passkey,
+    NIAH); a paired bootstrap for scores and for rows with a ``task`` (RULER), whose statistic is then the average
+    over tasks (each task's mean, tasks weighted equally, as RULER averages) with tasks and prompts resampled."""
     by = {m: {tuple(r[k] for k in key): r for r in rows if r["method"] == m} for m in (a, b)}
     common = [k for k in by[a] if k in by[b]]
     out = []
@@ -79,15 +80,15 @@ def paired_tests(rows: Sequence[Mapping[str, Any]], a: str, b: str, value: str, 
         x = [float(by[a][k][value]) for k in keys]
         y = [float(by[b][k][value]) for k in keys]
         row = {"a": a, "b": b, "lengths": name, "n": len(keys), "mean_a": float(np.mean(x)), "mean_b": float(np.mean(y))}
-        if all(v in (0.0, 1.0) for v in x + y):
+        strata = [by[a][k]["task"] for k in keys] if "task" in by[a][keys[0]] else None
+        if strata is None and all(v in (0.0, 1.0) for v in x + y):
             test = mcnemar_exact([v == 1.0 for v in x], [v == 1.0 for v in y])
             row.update(test="mcnemar", difference=test["difference"], a_only=test["a_only"], b_only=test["b_only"],
                        p=test["p"])
-        else:
-            strata = [by[a][k].get("task") for k in keys] if "task" in by[a][keys[0]] else None
+        else:  # scores, or a task average (RULER's): the two-stage bootstrap over tasks and their prompts
             test = paired_bootstrap(x, y, strata=strata)
-            row.update(test="paired bootstrap", difference=test["difference"], low=test["low"], high=test["high"],
-                       p=test["p"])
+            row.update(test="paired bootstrap", mean_a=test["mean_a"], mean_b=test["mean_b"],
+                       difference=test["difference"], low=test["low"], high=test["high"], p=test["p"])
         out.append(row)
     return out
 
