@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ropelab.config import flatten
-from ropelab.experiments.study.config import StudyConfig, eval_lengths
+from ropelab.experiments.study.config import StudyConfig, eval_lengths, even_dims
 from ropelab.stats import cell_summary, detectable_effect, paired_ci, spearman
 from ropelab.storage import atomic_write_text
 
@@ -140,3 +140,23 @@ def study_metrics(result: Mapping[str, Any], cfg: StudyConfig) -> dict[str, Any]
             out[f"spearman.disturbance_vs_{prefix}.rho"], out[f"spearman.disturbance_vs_{prefix}.p"] = rho, p
             out[f"spearman.disturbance_vs_{prefix}.n"] = len(points)
     return {k: v for k, v in flatten(out).items() if isinstance(v, (int, float)) and math.isfinite(v)}
+
+
+def sweeps(result: Mapping[str, Any], cfg: StudyConfig) -> dict[str, Any]:
+    """The sweeps at ``cfg.sweep_scale`` over ``cfg.sweep_seeds``: ``keys`` (perplexity at L' and 2L', each retrieval
+    task at L'), ``rows`` (the sweep's runs), ``nhat`` and ``bins`` as sorted (value, label) pairs (the paper's
+    n_hat ratio and the default bins among them), and ``divergence``: one row per divergence with its interpolated
+    dimensions and the mean of every key over seeds."""
+    window, s = result["window"], cfg.sweep_scale
+    keys = [f"ppl_{window * s}", f"ppl_{2 * window * s}"] + [f"{t}_{window * s}" for t in cfg.retrieval_tasks()]
+    paper_n = even_dims(cfg.paper_nhat_ratio.get(s, 0.5), result["spec"].rotary_dim)
+    rows = [r for r in result["rows"] if r["scale"] == s and r["seed"] in cfg.sweep_seeds]
+    divergence = []
+    for name, label in [("kl", "dprope")] + [(m, f"dprope_{m}") for m in cfg.metric_sweep]:
+        members = [r for r in rows if r["label"] == label]
+        if members:
+            divergence.append({"metric": name, "n_interp_dims": members[0]["n_interp_dims"],
+                               **{k: float(np.mean([r[k] for r in members])) for k in keys}})
+    return {"keys": keys, "rows": rows, "divergence": divergence,
+            "nhat": sorted([(n, f"dprope_nhat{n}") for n in cfg.nhat_sweep] + [(paper_n, "dprope_paper")]),
+            "bins": sorted([(b, f"dprope_b{b}") for b in cfg.bins_sweep] + [(cfg.bins, "dprope")])}
