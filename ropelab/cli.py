@@ -12,10 +12,10 @@ by two rules:
 - a command module imports only light modules at module level (the standard library, numpy, the torch-free core
   of ``ropelab``); torch, transformers, matplotlib and the like are imported inside the functions that use them.
   :func:`build_parser` imports every command module, for its ``NAME`` and ``HELP``;
-- a command's ``add_arguments`` runs only when argparse selects that command (:func:`ropelab.commands.add_subcommands`), so
-  building the arguments of one command never costs another's imports (``ropelab eval`` does the same for each
-  evaluation). Each command's arguments, defaults and help are exactly those
-  its ``add_arguments`` gives; they are just added on first use.
+- a command's ``add_arguments`` runs only when argparse selects that command
+  (:func:`ropelab.commands.add_subcommands`), so building the arguments of one command never costs another's
+  imports (``ropelab eval`` does the same for each evaluation). Each command's arguments, defaults and help are
+  exactly those its ``add_arguments`` gives; they are just added on first use.
 """
 
 from __future__ import annotations

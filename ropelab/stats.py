@@ -184,7 +184,7 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], resamples: int = 10
     # within-stratum means of independent draws, one per slot of the outer draw: (strata, resamples, slots)
     inner = np.stack([diff[idx][rng.integers(0, idx.size, size=(resamples, g, idx.size))].mean(axis=2)
                       for idx in groups])
-    outer = rng.integers(0, g, size=(resamples, g)) if g > 1 else np.zeros((resamples, 1), dtype=int)  # (R, slots)
+    outer = rng.integers(0, g, size=(resamples, g))  # which stratum fills each slot: (resamples, slots)
     means = inner[outer, np.arange(resamples)[:, None], np.arange(g)[None, :]].mean(axis=1)  # (resamples,)
     lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
     p = min(1.0, 2 * min(float((means <= 0).mean()), float((means >= 0).mean())))

@@ -210,10 +210,8 @@ def test_a_dynamic_plan_is_fixed_at_its_length_option():
 
 
 def test_the_paper_s_n_hat_carried_to_other_models_keeps_its_ratio_in_whole_pairs():
-    from ropelab.rope.paper import scaled_n_hat
+    from ropelab.rope.paper import PAPER_NHAT_RATIO, even_dims
 
-    assert scaled_n_hat(128) == 80 and scaled_n_hat(128, 16384) == 64  # LLaMA2 itself: the paper's numbers
-    assert scaled_n_hat(64) == 40  # SmolLM2: the full profile's dprope:n_hat=40
-    assert scaled_n_hat(96) == 60 and scaled_n_hat(80) == 50 and scaled_n_hat(72) == 46  # 45 -> 46 (even)
-    with pytest.raises(ValueError, match="not at 12288"):
-        scaled_n_hat(128, 12288)
+    assert even_dims(PAPER_NHAT_RATIO[2], 128) == 80 and even_dims(PAPER_NHAT_RATIO[4], 128) == 64  # LLaMA2 itself
+    assert even_dims(PAPER_NHAT_RATIO[2], 64) == 40  # SmolLM2: the full profile's dprope:n_hat=40
+    assert even_dims(PAPER_NHAT_RATIO[2], 96) == 60 and even_dims(PAPER_NHAT_RATIO[2], 80) == 50  # whole pairs

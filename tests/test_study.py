@@ -7,9 +7,10 @@ import math
 import pytest
 
 from ropelab import RopeSpec
-from ropelab.experiments.study.config import even_dims, load_study_config, variants
+from ropelab.experiments.study.config import load_study_config, variants
 from ropelab.experiments.study.evaluate import band_ppl
 from ropelab.experiments.study.tables import study_table, write_study_table
+from ropelab.rope.paper import even_dims
 from ropelab.stats import cell_summary, mean_std, paired_comparison, spearman
 
 # optimizer steps of every fine-tuning run per scale: one budget for every method (the paper: 1000 to 8k, 500 to 16k)

@@ -1,7 +1,6 @@
 """What the DPRoPE paper reports and ropelab reproduces (Wu et al., EMNLP 2024, arXiv 2410.01490): one source for
 the notebooks and the tests."""
 
-import math
 
 # Table 3: disturbance x 1e-3 of each method on LLaMA2-7B (base 10000, d = 128, L = 4096), b = 360 bins
 TABLE3 = {
@@ -12,13 +11,11 @@ TABLE3 = {
 # how close a reproduction must come, relative: the table's two decimals, and YaRN's ramp constants, allow no less
 TABLE3_TOLERANCE = {"pi": 0.005, "yarn": 0.01, "dprope": 0.005}
 
-# the interpolated dimensions the paper's n_hat rule chose on LLaMA2 (d = 128), per target length (sec. 4.1)
-N_HAT = {8192: 80, 16384: 64}
+# the paper's n_hat rule at 2x and 4x (sec. 4.1): 80 and 64 of LLaMA2's 128 dims, as a share of the dims
+PAPER_NHAT_RATIO = {2: 80 / 128, 4: 64 / 128}
 
 
-def scaled_n_hat(rotary_dim: int, target_length: int = 8192) -> int:
-    """The paper's n_hat for LLaMA2 at ``target_length`` carried to a model of ``rotary_dim`` dimensions at the
-    same ratio (80 / 128 at 2x), rounded to the nearest whole pair (a half pair up)."""
-    if target_length not in N_HAT:
-        raise ValueError(f"the paper gives n_hat at {sorted(N_HAT)}, not at {target_length!r}")
-    return 2 * math.floor(rotary_dim * N_HAT[target_length] / 128 / 2 + 0.5)
+def even_dims(ratio: float, rotary_dim: int) -> int:
+    """n_hat = round(ratio * rotary_dim) rounded to an even number (2 dims per pair), at least 2: the paper's ratio
+    carried to a model of another head dimension."""
+    return max(2, 2 * round(ratio * rotary_dim / 2))

@@ -14,6 +14,7 @@ from typing import Any
 
 from ropelab.config import load_config
 from ropelab.experiments.tiny import TinyConfig
+from ropelab.rope.paper import PAPER_NHAT_RATIO, even_dims
 from ropelab.train import TrainConfig
 from ropelab.train.mixture import TASKS, MixConfig
 
@@ -21,7 +22,6 @@ MAIN_METHODS = ("none", "pi", "ntk", "yarn", "dprope", "dprope_paper", "dprope_r
                 "dprope_search")
 RETRIEVAL_TASKS = tuple(t for t in TASKS if t not in ("text", "repeat"))  # repeat rows train; copy rows test
 BASELINES = ("none", "pi", "ntk", "yarn")
-PAPER_NHAT_RATIO = {2: 80 / 128, 4: 64 / 128}  # Wu et al. sec. 4.1: n_hat = 80 (8k) and 64 (16k) of 128 dims
 
 
 
@@ -153,11 +153,6 @@ class Variant:
         from ropelab.rope.registry import make_plan
 
         return make_plan(self.method, spec, spec.original_length * self.scale, **dict(self.options))
-
-
-def even_dims(ratio: float, rotary_dim: int) -> int:
-    """n_hat = round(ratio * rotary_dim) rounded to an even number (2 dims per pair), at least 2."""
-    return max(2, 2 * round(ratio * rotary_dim / 2))
 
 
 def variants(cfg: StudyConfig, spec) -> list[Variant]:

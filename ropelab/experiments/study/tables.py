@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from ropelab.config import flatten
-from ropelab.experiments.study.config import StudyConfig, eval_lengths, even_dims
+from ropelab.experiments.study.config import StudyConfig, eval_lengths
+from ropelab.rope.paper import even_dims
 from ropelab.stats import cell_summary, detectable_effect, paired_ci, spearman
 from ropelab.storage import atomic_write_text
 
