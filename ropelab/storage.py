@@ -88,17 +88,21 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_folder(folder: str | Path) -> Iterator[Path]:
+def atomic_folder(folder: str | Path, replace: bool = False) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``folder``; on success rename it to ``folder``.
 
-    When another process published ``folder`` first, its copy is kept and this one deleted. On an exception
-    nothing is published.
+    When ``folder`` exists (another process published it first), its copy is kept and this one deleted, unless
+    ``replace``: then the old folder is renamed aside and deleted after the new one is in place (a retrained model
+    replaces its stale or forced-over predecessor). On an exception nothing is published and nothing is lost.
     """
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    old = tmp.with_name(tmp.name + ".old")
     try:
         yield tmp
+        if replace and folder.exists():
+            folder.rename(old)
         try:
             tmp.rename(folder)
         except OSError:  # another process finished first: keep its copy
@@ -106,6 +110,7 @@ def atomic_folder(folder: str | Path) -> Iterator[Path]:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def content_key(payload: Any = None, blobs: Iterable[bytes | str] = (), digits: int = 16) -> str:

@@ -215,3 +215,4 @@ def test_the_paper_s_n_hat_carried_to_other_models_keeps_its_ratio_in_whole_pair
     assert even_dims(PAPER_NHAT_RATIO[2], 128) == 80 and even_dims(PAPER_NHAT_RATIO[4], 128) == 64  # LLaMA2 itself
     assert even_dims(PAPER_NHAT_RATIO[2], 64) == 40  # SmolLM2: the full profile's dprope:n_hat=40
     assert even_dims(PAPER_NHAT_RATIO[2], 96) == 60 and even_dims(PAPER_NHAT_RATIO[2], 80) == 50  # whole pairs
+    assert even_dims(PAPER_NHAT_RATIO[2], 72) == 46  # 22.5 pairs: a half pair rounds up (round() would give 44)

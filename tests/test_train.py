@@ -463,3 +463,26 @@ def test_finished_run_is_reused_and_every_method_trains(base_model, tmp_path):
                              data=DataConfig(corpus="stdlib", max_docs=30, max_blocks=16), steps=1, global_batch=2,
                              micro_batch=2, trackers="none"), run_dir=tmp_path / "pi", progress=False)
     assert (runs["pi"] / "model" / "model.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_a_retrained_model_replaces_its_folder_whole_and_a_failed_save_keeps_the_old_one(base_model, tmp_path,
+                                                                                         monkeypatch):
+    """save_model publishes the model folder by one rename (storage.atomic_folder): a reader in another process
+    (two notebooks on one cache) never sees half a model, and a save that fails loses nothing."""
+    import transformers
+
+    run = finetune(cfg=_short(base_model, tmp_path / "run", steps=1), progress=False)
+    model_dir = run / "model"
+    (model_dir / "stray.txt").write_text("left by an older run\n")
+    finetune(cfg=_short(base_model, run, steps=1), force=True, progress=False)
+    assert not (model_dir / "stray.txt").exists() and (model_dir / "ropelab_run.json").is_file()
+    stamp = (model_dir / "model.safetensors").stat().st_mtime_ns
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(transformers.PreTrainedTokenizerBase, "save_pretrained", fail)
+    with pytest.raises(OSError, match="disk full"):
+        finetune(cfg=_short(base_model, run, steps=1), force=True, progress=False)
+    assert (model_dir / "model.safetensors").stat().st_mtime_ns == stamp and (model_dir / "ropelab_run.json").is_file()
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == []  # no temporary folder left

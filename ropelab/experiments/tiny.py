@@ -23,14 +23,14 @@ import torch
 
 from ropelab.config import load_config, to_dict
 from ropelab.determinism import numerics_key, pinned_numerics, seed_everything
-from ropelab.storage import atomic_write_text, content_key
+from ropelab.storage import atomic_folder, atomic_write_text, content_key
 from ropelab.train import (
-    DONE_FILE,
     MODEL_SUBDIR,
     TINY_PREFIX,
     DataConfig,
     TrainConfig,
     base_spec,
+    finished,
     position_losses,
     save_model,
     train_model,
@@ -164,8 +164,7 @@ def pretrain(cfg: TinyConfig, run_dir: str | Path | None = None, *, force: bool 
     run_dir = Path(run_dir) if run_dir is not None else run_folder(cfg)
     model_dir = run_dir / MODEL_SUBDIR
     key = config_key(cfg)
-    done = model_dir / DONE_FILE
-    if not force and done.is_file() and json.loads(done.read_text()).get("key") == key:
+    if not force and finished(model_dir, key):
         return model_dir
     recipe = dataclasses.replace(cfg.train, target_length=cfg.window, method="none", plan=None,
                                  output_dir=str(run_dir))
@@ -178,7 +177,8 @@ def pretrain(cfg: TinyConfig, run_dir: str | Path | None = None, *, force: bool 
     else:
         docs = load_documents(cfg.corpus, "train", cfg.max_docs)
         tokenizer = train_tokenizer([d.text for d in docs], cfg.vocab_size)
-        tokenizer.save_pretrained(tok_dir)
+        with atomic_folder(tok_dir, replace=True) as tmp:  # another process may be reading it
+            tokenizer.save_pretrained(tmp)
     data = DataConfig(corpus=cfg.corpus, split="train", max_docs=cfg.max_docs, mix=cfg.mix)
     blocks, mask = training_blocks(tokenizer, data, cfg.window, rows=recipe.steps * recipe.global_batch)  # (N, L)
     seed_everything(recipe.seed)

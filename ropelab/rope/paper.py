@@ -1,6 +1,7 @@
 """What the DPRoPE paper reports and ropelab reproduces (Wu et al., EMNLP 2024, arXiv 2410.01490): one source for
 the notebooks and the tests."""
 
+import math
 
 # Table 3: disturbance x 1e-3 of each method on LLaMA2-7B (base 10000, d = 128, L = 4096), b = 360 bins
 TABLE3 = {
@@ -16,6 +17,6 @@ PAPER_NHAT_RATIO = {2: 80 / 128, 4: 64 / 128}
 
 
 def even_dims(ratio: float, rotary_dim: int) -> int:
-    """n_hat = round(ratio * rotary_dim) rounded to an even number (2 dims per pair), at least 2: the paper's ratio
-    carried to a model of another head dimension."""
-    return max(2, 2 * round(ratio * rotary_dim / 2))
+    """n_hat = ratio * rotary_dim rounded to the nearest whole pair (a half pair up, not Python's round-half-even),
+    at least 2: the paper's ratio carried to a model of another head dimension."""
+    return max(2, 2 * math.floor(ratio * rotary_dim / 2 + 0.5))

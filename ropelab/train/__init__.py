@@ -33,7 +33,15 @@ from ropelab.train.config import (
     make_run_plan,
     validate,
 )
-from ropelab.train.loop import DONE_FILE, MODEL_SUBDIR, make_accelerator, process_state, save_model, train_model
+from ropelab.train.loop import (
+    DONE_FILE,
+    MODEL_SUBDIR,
+    finished,
+    make_accelerator,
+    process_state,
+    save_model,
+    train_model,
+)
 from ropelab.train.loss import ChunkedCausalLM, chunked_lm_loss, position_losses
 from ropelab.train.metrics import METRICS_CSV, METRICS_JSONL, read_metrics
 from ropelab.train.run import config_hash, finetune
@@ -42,6 +50,6 @@ from ropelab.train.sampler import sample_indices, training_blocks
 __all__ = [
     "DONE_FILE", "METRICS_CSV", "METRICS_JSONL", "MODEL_SUBDIR", "PRECISIONS", "SCHEDULES", "TINY_PREFIX", "TRACKERS",
     "ChunkedCausalLM", "DataConfig", "TrainConfig", "accumulation_steps", "base_spec", "check_data", "chunked_lm_loss",
-    "config_hash", "finetune", "make_accelerator", "make_run_plan", "position_losses", "process_state",
+    "config_hash", "finetune", "finished", "make_accelerator", "make_run_plan", "position_losses", "process_state",
     "read_metrics", "sample_indices", "save_model", "train_model", "training_blocks", "validate",
 ]

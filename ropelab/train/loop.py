@@ -22,6 +22,7 @@ import torch
 import ropelab.train.checkpoint as ckpt
 from ropelab.config import flatten, to_dict
 from ropelab.rope.plan import RopePlan
+from ropelab.storage import atomic_folder
 from ropelab.train.config import TrainConfig, accumulation_steps
 from ropelab.train.loss import ChunkedCausalLM
 from ropelab.train.metrics import append_metrics, truncate_metrics
@@ -29,6 +30,12 @@ from ropelab.train.sampler import sample_indices
 
 MODEL_SUBDIR = "model"  # <run>/model: the trained model, a plain HF checkpoint
 DONE_FILE = "ropelab_run.json"  # <run>/model/ropelab_run.json: written last, marks a finished run
+
+
+def finished(model_dir: Path, key: str) -> bool:
+    """Whether ``model_dir`` holds a finished run of the configuration whose hash is ``key`` (its :data:`DONE_FILE`)."""
+    done = Path(model_dir) / DONE_FILE
+    return done.is_file() and json.loads(done.read_text()).get("key") == key
 
 
 def _lr_lambda(cfg: TrainConfig):
@@ -166,19 +173,20 @@ def train_model(model: torch.nn.Module, blocks: torch.Tensor, cfg: TrainConfig, 
 
 def save_model(accelerator: Any, wrapper: Any, tokenizer: Any, plan: RopePlan | None, out_dir: Path,
                record: Mapping[str, Any]) -> Path:
-    """Write the trained model as a plain HF checkpoint (+ tokenizer, ``ropelab_plan.json``, a run record), then end
-    the run: ``accelerator.end_training()`` closes the trackers and destroys the process group, which must come after
+    """Write the trained model as a plain HF checkpoint (+ tokenizer, ``ropelab_plan.json``, a run record) into a
+    temporary folder and rename it to ``out_dir`` (:func:`ropelab.storage.atomic_folder`: a reader in another process
+    sees the old model or the new one, never half of one), then end the run: ``accelerator.end_training()`` closes the trackers and destroys the process group, which must come after
     the last collective (gathering the shards here), so this is the last call of every run."""
     state = accelerator.get_state_dict(wrapper)  # gathers FSDP / ZeRO-3 shards
     if accelerator.is_main_process:
         model = accelerator.unwrap_model(wrapper).model
         state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
-        out_dir.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(out_dir, state_dict=state)
-        tokenizer.save_pretrained(out_dir)
-        if plan is not None:
-            plan.save(out_dir / "ropelab_plan.json")
-        (out_dir / DONE_FILE).write_text(json.dumps(dict(record), indent=1, sort_keys=True, default=str) + "\n")
+        with atomic_folder(out_dir, replace=True) as tmp:
+            model.save_pretrained(tmp, state_dict=state)
+            tokenizer.save_pretrained(tmp)
+            if plan is not None:
+                plan.save(tmp / "ropelab_plan.json")
+            (tmp / DONE_FILE).write_text(json.dumps(dict(record), indent=1, sort_keys=True, default=str) + "\n")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return out_dir

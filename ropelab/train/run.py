@@ -8,7 +8,6 @@ The run folder holds ``config.yaml`` (resolved), ``plan.json``, ``metrics.jsonl`
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import torch
@@ -19,7 +18,7 @@ from ropelab.determinism import numerics_key, pinned_numerics, seed_everything
 from ropelab.rope.plan import RopePlan
 from ropelab.storage import content_key
 from ropelab.train.config import TrainConfig, validate
-from ropelab.train.loop import DONE_FILE, MODEL_SUBDIR, make_accelerator, process_state, save_model, train_model
+from ropelab.train.loop import MODEL_SUBDIR, finished, make_accelerator, process_state, save_model, train_model
 from ropelab.train.metrics import truncate_metrics
 from ropelab.train.mixture import rows_key
 from ropelab.train.sampler import training_blocks
@@ -77,8 +76,7 @@ def finetune(base_dir: str | Path | None = None, plan: RopePlan | None = None, c
     plan = validate(cfg, process_state().num_processes, plan)
     start_from = ckpt.resume_point(run_dir, mode) if mode else None
     key = config_hash(cfg, plan)
-    done_file = run_dir / MODEL_SUBDIR / DONE_FILE
-    if not force and not mode and done_file.is_file() and json.loads(done_file.read_text()).get("key") == key:
+    if not force and not mode and finished(run_dir / MODEL_SUBDIR, key):
         return run_dir
 
     seed_everything(cfg.seed)

@@ -25,7 +25,6 @@ only what changed. Runs go ``cfg.workers`` at a time, one thread each: the numbe
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -78,15 +77,14 @@ def finetune_run(cfg: StudyConfig, variant: Variant, seed: int, base_dir: Path, 
                  progress: bool = True) -> tuple[Path, bool]:
     """Fine-tune one (variant, seed); ``(run folder, trained)`` -- ``trained`` False when a finished run was reused."""
     from ropelab.rope.spec import RopeSpec
-    from ropelab.train import DONE_FILE, MODEL_SUBDIR, config_hash, finetune
+    from ropelab.train import MODEL_SUBDIR, config_hash, finetune, finished
 
     spec = RopeSpec.from_hf_config(Path(base_dir) / "config.json")
     plan = variant.plan(spec)
     recipe = run_recipe(cfg, variant, plan, base_dir, seed)
     key = config_hash(recipe, plan)
     run_dir = run_folder(root, variant, seed, recipe, plan)
-    done = run_dir / MODEL_SUBDIR / DONE_FILE
-    reused = done.is_file() and json.loads(done.read_text()).get("key") == key
+    reused = finished(run_dir / MODEL_SUBDIR, key)
     finetune(base_dir, plan, recipe, seed, run_dir, progress=progress)  # returns at once when reused
     return run_dir, not reused
 
