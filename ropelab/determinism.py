@@ -60,7 +60,7 @@ def pinned_numerics() -> Iterator[None]:
 
 
 # Environment variables that choose other SIMD kernels on the same CPU (scripts/other_isa.sh sets them)
-KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "NPY_DISABLE_CPU_FEATURES", "MKL_CBWR")
+KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "NPY_DISABLE_CPU_FEATURES", "MKL_CBWR")
 
 
 def machine_fingerprint() -> dict[str, Any]:

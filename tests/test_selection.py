@@ -114,7 +114,9 @@ SLOW_PINS = {("dprope_continuous", 1 << 20)}  # about 1 s each on one thread
                                                id=f"{c['method']}-{c['preset']}-{c['target']}-{c['options']}")
                                   for c in PINNED])
 def test_selection_equals_plans_pinned_before_the_block_histograms(case):
-    # factors and per-pair D bit for bit as the per-position histograms gave them (commit 8cd94a6), tests/fixtures
+    # factors and per-pair D bit for bit (tests/fixtures): the counts as the per-position histograms gave them
+    # (commit 8cd94a6), the logs re-pinned once for rope.elementary (the same bits on AVX-512, AVX2 and under an
+    # emulated AMD EPYC: scripts/other_isa.sh)
     plan = make_plan(case["method"], RopeSpec.preset(case["preset"]), case["target"], **case["options"])
     assert [f.hex() for f in plan.factors] == case["factors"]
     assert [d.hex() for d in plan.disturbance_per_pair] == case["disturbance_per_pair"]

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ropelab.rope.elementary import power
 from ropelab.rope.plan import RopePlan
 from ropelab.rope.registry import option_value, register
 from ropelab.rope.scoring import Extension, Scoring
@@ -172,7 +173,7 @@ def _factor(factor: float | None, target_length: int, spec: RopeSpec) -> float:
 
 def _from_base(spec: RopeSpec, new_base: float, scoring: Scoring) -> Extension:
     d = spec.rotary_dim
-    new_inv = new_base ** (-np.arange(0, d, 2, dtype=np.float64) / d)  # (d/2,)
+    new_inv = power(new_base, -np.arange(0, d, 2, dtype=np.float64) / d)  # (d/2,)
     base = spec.inv_freq(scoring.precision)
     factors = np.divide(base, new_inv, out=np.ones_like(base), where=base > 0)  # p-RoPE's zero pairs: 1
     return Extension(factors, details={"base": new_base})

@@ -12,10 +12,12 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ropelab.rope.elementary import log
+
 
 def kl(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """sum_k p_k log(p_k / q_k) (nats)."""
-    return np.sum(p * np.log(p / q), axis=-1)
+    """sum_k p_k log(p_k / q_k) (nats); the log is :func:`ropelab.rope.elementary.log`, the same on every CPU."""
+    return np.sum(p * log(p / q), axis=-1)
 
 
 def js(p: np.ndarray, q: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ import numpy as np
 from ropelab.rope.angles import SMOOTHING
 from ropelab.rope.baselines import llama3, ntk, pi, yarn
 from ropelab.rope.divergence import get_divergence
+from ropelab.rope.elementary import exp, geomspace, log
 from ropelab.rope.registry import register
 from ropelab.rope.scoring import Extension, Scoring, disturbance_per_pair, reference_distribution
 from ropelab.rope.spec import RopeSpec, check_positive_int
@@ -133,27 +134,28 @@ def dprope_continuous(spec: RopeSpec, target_length: int, scoring: Scoring, poin
         def score(f: np.ndarray) -> np.ndarray:  # f (P,) -> D (P,)
             return disturbance_per_pair(spec, inv / f, target_length, scoring, ref)
 
-        grid = np.geomspace(low, high, points)  # (K,)
+        grid = geomspace(low, high, points)  # (K,)
         # (K, P); at factor 1 it is D_extrap, already measured
         scores = np.stack([d_extrap[searched] if g == 1.0 else score(np.full(searched.size, g)) for g in grid])
         k = np.argmin(scores, axis=0)  # (P,) first minimum: ties go to the smaller factor
         f_best, d_best = grid[k], scores[k, np.arange(searched.size)]
-        lo, hi = np.log(grid[np.maximum(k - 1, 0)]), np.log(grid[np.minimum(k + 1, points - 1)])  # (P,) brackets
+        # (P,) brackets, in log-factor
+        lo, hi = log(grid[np.maximum(k - 1, 0)]), log(grid[np.minimum(k + 1, points - 1)])
         ratio = (math.sqrt(5) - 1) / 2
         x1, x2 = hi - ratio * (hi - lo), lo + ratio * (hi - lo)  # (P,) log-factors
-        f1, f2 = score(np.exp(x1)), score(np.exp(x2))
+        f1, f2 = score(exp(x1)), score(exp(x2))
         tried = [(x1, f1), (x2, f2)]
         for _ in range(refine):
             left = f1 < f2  # the minimum is bracketed by [lo, x2]
             lo, hi = np.where(left, lo, x1), np.where(left, x2, hi)
             x_new = np.where(left, hi - ratio * (hi - lo), lo + ratio * (hi - lo))
-            f_new = score(np.exp(x_new))
+            f_new = score(exp(x_new))
             x1, x2 = np.where(left, x_new, x2), np.where(left, x1, x_new)
             f1, f2 = np.where(left, f_new, f2), np.where(left, f1, f_new)
             tried.append((x_new, f_new))
         for x, fx in tried:
             better = fx < d_best
-            f_best, d_best = np.where(better, np.exp(x), f_best), np.where(better, fx, d_best)
+            f_best, d_best = np.where(better, exp(x), f_best), np.where(better, fx, d_best)
         factors[searched], best[searched] = np.clip(f_best, low, high), d_best
     details = {"d_extrap": d_extrap.tolist(), "searched": searched.tolist(),
                "evaluations": points + 2 + refine - (low == 1.0) if searched.size else 0}

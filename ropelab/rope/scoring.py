@@ -11,6 +11,7 @@ import numpy as np
 
 from ropelab.rope.angles import angle_distribution, check_bins
 from ropelab.rope.divergence import get_divergence
+from ropelab.rope.elementary import log
 from ropelab.rope.spec import RopeSpec, check_precision
 
 
@@ -58,8 +59,8 @@ def disturbance_per_pair(spec: RopeSpec, inv_freq: np.ndarray, target_length: in
         # float32 log is a SIMD kernel whose last bit depends on the CPU (AVX-512 vs AVX2 moved Table 3 by 4e-6);
         # here each log is float64 rounded to float32 and the bins are summed in float64, so every CPU agrees.
         p32 = reference.astype(np.float32)  # (P, bins)
-        log_p = np.log(reference).astype(np.float32)
-        log_q = np.log(extended).astype(np.float32)
+        log_p = log(reference).astype(np.float32)
+        log_q = log(extended).astype(np.float32)
         per_bin = p32 * (log_p - log_q)  # (P, bins) float32, elementwise IEEE: the same on every CPU
         divergence = per_bin.astype(np.float64).sum(axis=-1)
     else:

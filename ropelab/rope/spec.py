@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from ropelab.rope.elementary import power
+
 PRECISIONS = ("exact", "float32")
 DEFAULT_LAYER_TYPE = "full_attention"  # what a per-layer-type model's extension is for by default (the CLI's)
 
@@ -118,7 +120,7 @@ class RopeSpec:
             exponent = torch.arange(0, 2 * rotated, 2, dtype=torch.int64).float() / d
             out[:rotated] = (1.0 / (self.theta**exponent)).double().numpy()
         else:
-            out[:rotated] = self.theta ** (-np.arange(0, 2 * rotated, 2, dtype=np.float64) / d)
+            out[:rotated] = power(self.theta, -np.arange(0, 2 * rotated, 2, dtype=np.float64) / d)
         return out
 
     def wavelengths(self) -> np.ndarray:
