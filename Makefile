@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 # OpenMP threads that spin while waiting run 5-10x slower on a busy 2-core machine (measured)
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install engines reproduce test test-fast test-other-isa bench lint lab clean
+.PHONY: install engines reproduce test test-fast test-other-isa test-emulated-amd bench lint lab clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	python3 -m venv $(VENV)
@@ -40,6 +40,11 @@ test: install
 ## The tests that pin numbers again with MKL, ATen and NumPy on their AVX2 kernels (a second instruction set), ~1 min
 test-other-isa: install
 	PYTHON=$(PY) scripts/other_isa.sh
+
+## The same tests on an emulated AMD EPYC-Rome (qemu-user: CPUID, vendor and SIMD levels as that CPU reports them;
+## apt-get install qemu-user), ~25 min on one core; not part of make test
+test-emulated-amd: install
+	PYTHON=$(PY) scripts/other_isa.sh --emulate-amd
 
 test-fast: install
 	$(PY) -m pytest -n 2 -m "not slow" $(PYTEST_ARGS)
