@@ -62,10 +62,8 @@ def exp(x: np.ndarray) -> np.ndarray:
     p = np.zeros_like(r)
     for c in reversed(_TAYLOR):
         p = p * r + c
-    # two steps: 2^k alone can leave the float64 range where p 2^k does not
-    half = np.trunc(k / 2)
     with np.errstate(over="ignore"):
-        out = np.ldexp(np.ldexp(p, half.astype(np.int64)), (k - half).astype(np.int64))
+        out = np.ldexp(p, k.astype(np.int64))  # exact scaling, rounded once where it ends subnormal
     return np.where(finite, out, np.where(np.isnan(x), np.nan, np.where(x > 0, np.inf, 0.0)))
 
 
