@@ -42,7 +42,7 @@ test-other-isa: install
 	PYTHON=$(PY) scripts/other_isa.sh
 
 ## The same tests on an emulated AMD EPYC-Rome (qemu-user: CPUID, vendor and SIMD levels as that CPU reports them;
-## apt-get install qemu-user), ~25 min on one core; not part of make test
+## apt-get install qemu-user), ~26 min on one core; not part of make test
 test-emulated-amd: install
 	PYTHON=$(PY) scripts/other_isa.sh --emulate-amd
 

@@ -75,7 +75,7 @@ def machine_fingerprint() -> dict[str, Any]:
         "machine": platform.machine(),
         "cpu": _cpu_model(),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "numpy_simd": _numpy_simd(),
+        "numpy_simd": numpy_simd(),
         "kernel_env": {k: os.environ[k] for k in KERNEL_ENV if os.environ.get(k)},
         "python": platform.python_version_tuple()[0] + "." + platform.python_version_tuple()[1],
         "versions": versions,
@@ -90,7 +90,7 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def _numpy_simd() -> list[str]:
+def numpy_simd() -> list[str]:
     """numpy's dispatched SIMD extensions that this CPU has (what ``numpy.show_runtime()`` lists as found)."""
     try:
         from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__

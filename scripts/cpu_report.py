@@ -11,7 +11,8 @@ import struct
 
 import numpy
 import torch
-from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+
+from ropelab.determinism import numpy_simd
 
 # cpuid(leaf in edi, subleaf 0) -> eax, ebx, ecx, edx stored at rsi (System V calling convention)
 _CPUID = bytes([
@@ -42,7 +43,7 @@ def main() -> None:
     vendor = struct.pack("<III", ebx, edx, ecx).decode()
     brand = b"".join(struct.pack("<IIII", *cpuid(leaf)) for leaf in (0x80000002, 0x80000003, 0x80000004))
     brand_text = brand.rstrip(b"\0").decode().strip()
-    simd = [name for name in __cpu_dispatch__ if __cpu_features__.get(name)]
+    simd = numpy_simd()
     print(f"CPUID: {vendor}, {brand_text}; torch CPU capability: "
           f"{torch.backends.cpu.get_cpu_capability()}; NumPy {numpy.__version__} SIMD: {', '.join(simd) or 'none'}")
 

@@ -6,7 +6,7 @@
 #   scripts/other_isa.sh --emulate-amd  the same tests in qemu-user emulating an AMD EPYC-Rome CPU: CPUID says
 #                                       AuthenticAMD with AVX2 and no AVX-512, so every library picks its kernels
 #                                       as it would on that CPU (vendor checks included). Needs qemu-x86_64
-#                                       (Debian/Ubuntu: apt-get install qemu-user); ~15 min on one core (make
+#                                       (Debian/Ubuntu: apt-get install qemu-user); ~26 min on one core (make
 #                                       test-emulated-amd, not part of make test).
 # Float32 results that move here move on a user's machine: pin them with a measured tolerance or make them
 # ISA-independent (docs/numerics.md).
