@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from ropelab import figures as _figures
-from ropelab.config import flatten
+from ropelab.config import CONFIG_DIR, flatten
 from ropelab.storage import atomic_write_text, content_key
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -283,8 +283,11 @@ def discover(notebook_dir: str | Path = NOTEBOOK_DIR, only: Iterable[str] | None
 
 def run_notebooks(profile: str = "quick", only: Iterable[str] | None = None, force: bool = False,
                   notebook_dir: str | Path = NOTEBOOK_DIR, output_root: str | Path = OUTPUT_ROOT,
-                  figure_dir: str | Path | None = None, progress: bool = True) -> list[NotebookRun]:
+                  figure_dir: str | Path | None = None, progress: bool = True,
+                  extra: Mapping[str, str] | None = None) -> list[NotebookRun]:
     """Execute every notebook (or ``only`` those) in ``profile``, then write ``figures/results.md`` + ``.csv``.
+
+    ``extra`` sets further parameters that each of the notebooks declares (e.g. notebook 06's ``zeroshot``).
 
     Returns one NotebookRun per notebook; raises NotebookFailed at the first failing notebook.
     """
@@ -301,14 +304,15 @@ def run_notebooks(profile: str = "quick", only: Iterable[str] | None = None, for
     bar = tqdm(paths, desc=f"notebooks ({profile})", unit="nb", disable=not progress)
     for path in bar:
         bar.set_postfix_str(path.stem)
-        runs.append(run_notebook(path, profile, Path(output_root) / profile / path.stem, figure_dir, force))
+        runs.append(run_notebook(path, profile, Path(output_root) / profile / path.stem, figure_dir, force, extra))
     write_results(Path(output_root) / profile, figure_dir)
     return runs
 
 
 def run_notebook(path: str | Path, profile: str, output_dir: str | Path, figure_dir: str | Path | None = None,
-                 force: bool = False) -> NotebookRun:
-    """Execute one notebook with papermill into ``output_dir`` (skipped when cached, unless ``force``)."""
+                 force: bool = False, extra: Mapping[str, str] | None = None) -> NotebookRun:
+    """Execute one notebook with papermill into ``output_dir`` (skipped when cached, unless ``force``);
+    ``extra``: further parameters, each one the notebook declares (:func:`check_extra`)."""
     import nbformat
     import papermill
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
@@ -316,7 +320,7 @@ def run_notebook(path: str | Path, profile: str, output_dir: str | Path, figure_
     check_profile(profile)
     path, output_dir = Path(path).resolve(), Path(output_dir).resolve()
     figure_dir = Path(figure_dir if figure_dir is not None else _figures.FIGURE_DIR).resolve()
-    parameters = {"profile": profile, "output_dir": str(output_dir)}
+    parameters = {**check_extra(path, extra or {}), "profile": profile, "output_dir": str(output_dir)}
     key = cache_key(path, parameters, figure_dir)
     if not force and is_cached(output_dir, key):
         return NotebookRun(path.stem, "cached", output_dir, 0.0)
@@ -348,6 +352,20 @@ def run_notebook(path: str | Path, profile: str, output_dir: str | Path, figure_
     return NotebookRun(path.stem, "ran", output_dir, seconds)
 
 
+def check_extra(path: Path, extra: Mapping[str, str]) -> dict[str, str]:
+    """``extra`` if every name is a parameter that notebook ``path`` declares, other than the injected two."""
+    if not extra:
+        return {}
+    import papermill
+
+    declared = [n for n in papermill.inspect_notebook(str(path)) if n not in ("profile", "output_dir")]
+    for name in extra:
+        if name not in declared:
+            raise ValueError(f"notebook {path.stem} has no parameter {name!r} to set; it has: "
+                             f"{', '.join(declared) or 'none but profile and output_dir'}")
+    return dict(extra)
+
+
 def check_profile(profile: str) -> str:
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; allowed: {', '.join(PROFILES)}")
@@ -355,13 +373,16 @@ def check_profile(profile: str) -> str:
 
 
 def cache_key(path: Path, parameters: Mapping[str, Any], figure_dir: Path) -> str:
-    """sha256 of the notebook's source cells, the injected parameters, the figure folder and ropelab's source."""
+    """sha256 of the notebook's source cells, the injected parameters, the figure folder, ropelab's source and the
+    YAML profiles of ``configs/`` (which decide what a profile computes)."""
     nb = read_notebook(path)
     payload = {
         "cells": [[c.cell_type, c.source, sorted(c.metadata.get("tags", []))] for c in nb.cells],
         "parameters": dict(parameters),
         "figure_dir": str(figure_dir),
         "package": package_hash(),
+        "configs": content_key(blobs=(str(f.relative_to(CONFIG_DIR)).encode() + b"\0" + f.read_bytes() + b"\0"
+                                      for f in sorted(CONFIG_DIR.rglob("*.yaml"))), digits=64),
     }
     return content_key(payload, digits=64)
 

@@ -287,3 +287,32 @@ def test_bad_selection_and_profile_are_one_line_errors(capsys):
 def test_only_selects_by_number_or_stem():
     chosen = discover(NOTEBOOK_DIR, ["03", "01_rope_theory"])
     assert [p.name[:2] for p in chosen] == ["01", "03"]
+
+
+def test_extra_parameters_must_be_ones_the_notebook_declares(capsys):
+    from ropelab.notebooks import check_extra
+
+    evaluation = discover(NOTEBOOK_DIR, ["06"])[0]
+    assert check_extra(evaluation, {"zeroshot": "ruler12k"}) == {"zeroshot": "ruler12k"}
+    with pytest.raises(ValueError, match="notebook 06_evaluation has no parameter 'zero_shot' to set; it has: "
+                                         "checkpoint, zeroshot$"):
+        check_extra(evaluation, {"zero_shot": "x"})
+    with pytest.raises(ValueError, match="has no parameter 'profile'"):  # the runner's own two are not settable
+        check_extra(evaluation, {"profile": "full"})
+    assert cli.main(["notebooks", "run", "--only", "06", "--set", "zeroshot"]) == 2
+    assert "--set 'zeroshot' is not NAME=VALUE" in capsys.readouterr().err
+
+
+def test_the_cache_key_follows_the_parameters_and_the_yaml_profiles(tmp_path, monkeypatch):
+    from ropelab import notebooks
+
+    configs = tmp_path / "configs"
+    (configs / "zeroshot").mkdir(parents=True)
+    (configs / "zeroshot" / "p.yaml").write_text("name: p\n")
+    monkeypatch.setattr(notebooks, "CONFIG_DIR", configs)
+    path = NOTEBOOKS[0]
+    key = notebooks.cache_key(path, {"profile": "quick"}, tmp_path)
+    assert notebooks.cache_key(path, {"profile": "quick"}, tmp_path) == key
+    assert notebooks.cache_key(path, {"profile": "quick", "zeroshot": "p"}, tmp_path) != key
+    (configs / "zeroshot" / "p.yaml").write_text("name: q\n")  # a profile edited: the notebook runs again
+    assert notebooks.cache_key(path, {"profile": "quick"}, tmp_path) != key

@@ -73,6 +73,7 @@ def test_pinned_threads_runs_with_n_threads_and_restores():
     ({"retrieval": {"depths": [0.9, 0.1]}}, r"retrieval.depths must be \[lo, hi\] with lo <= hi"),
     ({"retrieval": {"depths": [0.5]}}, r"retrieval.depths must be \[lo, hi\]"),
     ({"retrieval": {"passkey_samples": True}}, "passkey_samples must be an integer"),
+    ({"retrieval": {"passkey_samples": -1}}, "passkey_samples must be an integer >= 0, got -1"),
     ({"retrieval": {"ruler_tasks": ["vt"], "ruler_task_samples": {"fwe": 2}}}, "names 'fwe', which is not in"),
     ({"retrieval": {"ruler_tasks": ["vt"], "ruler_task_samples": {"vt": 0}}}, "ruler_task_samples.vt must be"),
     ({"retrieval": {"pass_threshold": 1.5}}, r"pass_threshold must be in \(0, 1\]"),
@@ -143,6 +144,26 @@ def _run_setup(tmp_path, monkeypatch):
             "variants": {"none": {"method": "none"}, "yarn": {"method": "yarn"}},
             "retrieval": {"variants": ["yarn"], "lengths": [256], "passkey_samples": 1,
                           "ruler_tasks": ["niah_single_1"]}}
+
+
+def test_no_passkey_samples_skips_passkey_and_keeps_the_rest(tmp_path, monkeypatch):
+    settings = _run_setup(tmp_path, monkeypatch)
+    settings["retrieval"]["passkey_samples"] = 0
+    count = Counting(monkeypatch)
+    out = run_zero_shot(load_zeroshot_config(settings), progress=False)
+    assert out["passkey"] == [] and count.prompts == 1 and len(out["ruler"]) == 1
+
+
+def test_the_ruler12k_profile_is_the_full_profiles_12k_column_with_ten_samples_per_task():
+    full, power = load_zeroshot_config("full"), load_zeroshot_config("ruler12k")
+    for name in ("model", "dtype", "threads", "target_length"):
+        assert getattr(power, name) == getattr(full, name), name
+    r, f = power.retrieval, full.retrieval
+    assert r.lengths == (12288,) and set(r.lengths) <= set(f.lengths) and r.lengths[0] > 8192  # past SmolLM2's L
+    assert (r.ruler_tasks, r.seed, r.depths) == (f.ruler_tasks, f.seed, f.depths) and len(r.ruler_tasks) == 11
+    assert min(r.samples_of(t) for t in r.ruler_tasks) >= 10 and r.passkey_samples == 0
+    assert set(power.retrieval_variants) == {"yarn", "dprope", "dprope_robust"}
+    assert all(power.variants[v] == full.variants[v] for v in power.retrieval_variants)  # the same plans
 
 
 def test_a_run_is_cached_per_document_and_prompt_and_keyed_on_the_plan(tmp_path, monkeypatch):

@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run_parser.add_argument("--figures", help="figure folder (default figures/ or $ROPELAB_FIGURES)")
     run_parser.add_argument("--outputs", help="output root (default outputs/)")
     run_parser.add_argument("--notebooks", help="folder of NN_slug.ipynb notebooks (default notebooks/)")
+    run_parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="extra",
+                            help="set a further (string) parameter the notebooks declare, e.g. zeroshot=ruler12k "
+                                 "for notebook 06; repeatable")
     clean_parser = sub.add_parser("clean", help="strip outputs and execution counts, then check the convention",
                                   description="Strip outputs and execution counts from notebooks (all by "
                                               "default) and report any that break the convention.")
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         if value:
             check_output_path(value, flag, folder=True)
     only = args.only.split(",") if args.only else None
-    kwargs = {}
+    kwargs = {"extra": parse_extra(args.extra)} if args.extra else {}
     if args.outputs:
         kwargs["output_root"] = args.outputs
     if args.notebooks:
@@ -55,6 +58,17 @@ def run(args: argparse.Namespace) -> int:
         took = f"{r.seconds:.1f} s" if r.status == "ran" else "unchanged"
         print(f"{r.name}: {r.status} ({took}) -> {r.output_dir}")
     return 0
+
+
+def parse_extra(pairs: list[str]) -> dict[str, str]:
+    """``--set NAME=VALUE`` pairs as a dict; one line naming the pair when one is not of that form."""
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.isidentifier():
+            raise ValueError(f"--set {pair!r} is not NAME=VALUE with NAME a parameter name")
+        out[name] = value
+    return out
 
 
 def clean(args: argparse.Namespace) -> int:

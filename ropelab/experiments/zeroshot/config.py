@@ -27,7 +27,7 @@ class RetrievalConfig:
 
     variants: tuple = ()  # labels of the variants scored on retrieval (a subset of ``variants``; () = all)
     lengths: tuple = (4096, 8192, 12288, 16384)  # prompt lengths in tokens
-    passkey_samples: int = 2  # passkey prompts per length
+    passkey_samples: int = 2  # passkey prompts per length (0 skips passkey)
     depths: tuple = (0.1, 0.9)  # (lo, hi): where keys and single needles sit, as a fraction of the filler
     niah_depths: tuple = ()  # needle depths in the Paul Graham essays; () skips NIAH
     ruler_tasks: tuple = ()  # RULER tasks (ropelab.eval.ruler.TASKS) at the same lengths; () skips RULER
@@ -46,8 +46,8 @@ class RetrievalConfig:
                 raise ValueError(f"retrieval.{name} must be fractions in [0, 1], got {bad[0]!r}")
         if len(self.depths) != 2 or self.depths[0] > self.depths[1]:
             raise ValueError(f"retrieval.depths must be [lo, hi] with lo <= hi, got {list(self.depths)}")
-        for name in ("passkey_samples", "ruler_samples"):
-            check_count(f"retrieval.{name}", getattr(self, name))
+        check_count("retrieval.passkey_samples", self.passkey_samples, low=0)
+        check_count("retrieval.ruler_samples", self.ruler_samples)
         if not isinstance(self.ruler_task_samples, Mapping):
             raise ValueError(f"retrieval.ruler_task_samples must map task -> samples, got {self.ruler_task_samples!r}")  # noqa: TRY004 (config errors are ValueError)
         for task, n in self.ruler_task_samples.items():

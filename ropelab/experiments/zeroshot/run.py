@@ -165,7 +165,8 @@ def retrieval_prompts(cfg: ZeroShotConfig, tokenizer: Any) -> list[dict[str, Any
     if not r.lengths:
         return []
     out = [{"kind": "passkey", "ids": p["ids"], "max_new_tokens": 6, "item": p}
-           for p in spread_passkey_prompts(tokenizer, r.lengths, r.passkey_samples, r.depths, r.seed)]
+           for p in (spread_passkey_prompts(tokenizer, r.lengths, r.passkey_samples, r.depths, r.seed)
+                     if r.passkey_samples else ())]
     if r.niah_depths:
         prompter = HaystackPrompter(tokenizer)
         for length in r.lengths:
