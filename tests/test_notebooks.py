@@ -232,6 +232,12 @@ def test_cache_skips_unchanged_notebook_and_reruns_changed(tmp_path, monkeypatch
     results = (tmp_path / "fig" / "results.csv").read_text().splitlines()
     assert results == ["notebook,key,value", "01_tiny,answer,42"]
     assert "| 01_tiny | answer | 42 |" in (tmp_path / "fig" / "results.md").read_text()
+    # a further parameter set by the runner (`--set answer=7`) reaches the kernel and keys the cache
+    write_notebook(path, [("parameters", PARAMS + 'answer: str = "42"  # what to write\n'),
+                          ("code", WRITE.replace('{"answer": 42.0}', '{"answer": float(answer)}'))])
+    assert [r.status for r in run_notebooks("quick", extra={"answer": "7"}, **kwargs)] == ["ran"]
+    assert read_metrics(out) == {"answer": 7.0}
+    assert [r.status for r in run_notebooks("quick", extra={"answer": "7"}, **kwargs)] == ["cached"]
 
 
 def test_results_keep_rows_of_notebooks_not_run_here(tmp_path):
@@ -299,6 +305,9 @@ def test_extra_parameters_must_be_ones_the_notebook_declares(capsys):
         check_extra(evaluation, {"zero_shot": "x"})
     with pytest.raises(ValueError, match="has no parameter 'profile'"):  # the runner's own two are not settable
         check_extra(evaluation, {"profile": "full"})
+    from ropelab.commands.notebooks import parse_extra
+
+    assert parse_extra(["zeroshot=ruler12k", "a=b=c", "e="]) == {"zeroshot": "ruler12k", "a": "b=c", "e": ""}
     assert cli.main(["notebooks", "run", "--only", "06", "--set", "zeroshot"]) == 2
     assert "--set 'zeroshot' is not NAME=VALUE" in capsys.readouterr().err
 
