@@ -381,16 +381,20 @@ def cache_key(path: Path, parameters: Mapping[str, Any], figure_dir: Path) -> st
         "parameters": dict(parameters),
         "figure_dir": str(figure_dir),
         "package": package_hash(),
-        "configs": content_key(blobs=(str(f.relative_to(CONFIG_DIR)).encode() + b"\0" + f.read_bytes() + b"\0"
-                                      for f in sorted(CONFIG_DIR.rglob("*.yaml"))), digits=64),
+        "configs": tree_hash(CONFIG_DIR, (".yaml",)),
     }
     return content_key(payload, digits=64)
 
 
 def package_hash() -> str:
     """sha256 over ropelab's source files (.py, .mplstyle), by relative path and content."""
-    files = sorted(f for f in PACKAGE_DIR.rglob("*") if f.suffix in (".py", ".mplstyle") and "__pycache__" not in f.parts)
-    return content_key(blobs=(str(f.relative_to(PACKAGE_DIR)).encode() + b"\0" + f.read_bytes() + b"\0" for f in files),
+    return tree_hash(PACKAGE_DIR, (".py", ".mplstyle"))
+
+
+def tree_hash(root: Path, suffixes: Sequence[str]) -> str:
+    """sha256 over the files under ``root`` whose suffix is one of ``suffixes``, by relative path and content."""
+    files = sorted(f for f in root.rglob("*") if f.suffix in suffixes and "__pycache__" not in f.parts)
+    return content_key(blobs=(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0" for f in files),
                        digits=64)
 
 
