@@ -162,8 +162,9 @@ def test_the_ruler12k_profile_is_the_full_profiles_12k_column_with_ten_samples_p
     assert r.lengths == (12288,) and set(r.lengths) <= set(f.lengths) and r.lengths[0] > 8192  # past SmolLM2's L
     assert (r.ruler_tasks, r.seed, r.depths) == (f.ruler_tasks, f.seed, f.depths) and len(r.ruler_tasks) == 11
     assert min(r.samples_of(t) for t in r.ruler_tasks) >= 10 and r.passkey_samples == 0
-    assert set(power.retrieval_variants) == {"yarn", "dprope", "dprope_robust"}
-    assert all(power.variants[v] == full.variants[v] for v in power.retrieval_variants)  # the same plans
+    assert power.retrieval_variants == full.retrieval_variants  # none, yarn, dprope, dprope_robust, the search
+    assert all(power.variants[v] == full.variants[v] for v in power.variants)  # the same plans
+    assert power.search == full.search  # the same searched plan (the search is cached on its settings)
 
 
 def test_a_run_is_cached_per_document_and_prompt_and_keyed_on_the_plan(tmp_path, monkeypatch):
@@ -367,8 +368,13 @@ def test_summary_tables_on_hand_made_rows():
     assert binary[0]["test"] == "paired bootstrap" and binary[0]["mean_a"] == pytest.approx((0.75 + 0.5) / 2)
     from ropelab.experiments.zeroshot.summary import comparison_table, ruler_thresholds
 
-    thresholds = ruler_thresholds(averages, 0.856)  # no "none" here: the first method is the baseline
-    assert thresholds == {"relative: 0.85 x yarn at 4096": pytest.approx(0.85 * 0.75), "RULER's absolute 0.856": 0.856}
+    ruler_bar = {"RULER's absolute 0.856": 0.856}
+    none_averages = [{**a, "method": "none"} for a in averages]  # the unextended model at 4096 and 8192
+    relative = {"relative: 0.85 x none at 4096": pytest.approx(0.85 * 0.75), **ruler_bar}
+    assert ruler_thresholds(averages + none_averages, 0.856, window=8192) == relative
+    assert ruler_thresholds(none_averages, 0.856, window=4096) == relative  # L itself is within the window
+    assert ruler_thresholds(none_averages[1:], 0.856, window=4096) == ruler_bar  # none only past its window: no bar
+    assert ruler_thresholds(averages, 0.856, window=8192) == ruler_bar  # no unextended run: no relative bar
     none = [{**r, "method": "none", "correct": False} for r in rows if r["method"] == "yarn"]
     robust = [{**r, "method": "dprope_robust", "trial": r["sample"]} for r in rows if r["method"] == "dprope"]
     result = {"passkey": [{**r, "trial": r["sample"]} for r in rows + none] + robust}

@@ -93,20 +93,17 @@ def paired_tests(rows: Sequence[Mapping[str, Any]], a: str, b: str, value: str, 
     return out
 
 
-def ruler_thresholds(averages: Sequence[Mapping[str, Any]], absolute: float, baseline: str = "none"
+def ruler_thresholds(averages: Sequence[Mapping[str, Any]], absolute: float, window: int, baseline: str = "none"
                      ) -> dict[str, float]:
-    """The two effective-length thresholds, by name: relative (0.85 x ``baseline``'s average at its shortest
-    length, :func:`ropelab.eval.ruler.scoring.relative_threshold`; the first method's when ``baseline`` is absent)
-    and RULER's ``absolute`` bar (0.856, Llama-2-7B's average at 4k). Only the absolute one is RULER's."""
+    """The effective-length thresholds, by name: relative (0.85 x ``baseline``'s average at its shortest length,
+    :func:`ropelab.eval.ruler.scoring.relative_threshold`), only when ``baseline`` was run at a length within the
+    model's ``window`` (past it the unextended model fails, and 0.85 x its score is no bar); and RULER's
+    ``absolute`` bar (0.856, Llama-2-7B's average at 4k). Only the absolute one is RULER's."""
     from ropelab.eval.ruler.scoring import relative_threshold
 
-    base = {a["length"]: a["score"] for a in averages if a["method"] == baseline}
-    if not base:
-        first = averages[0]["method"]
-        base = {a["length"]: a["score"] for a in averages if a["method"] == first}
-        baseline = first
-    return {f"relative: 0.85 x {baseline} at {min(base)}": relative_threshold(base),
-            f"RULER's absolute {absolute:g}": float(absolute)}
+    base = {a["length"]: a["score"] for a in averages if a["method"] == baseline and a["length"] <= window}
+    relative = {f"relative: 0.85 x {baseline} at {min(base)}": relative_threshold(base)} if base else {}
+    return {**relative, f"RULER's absolute {absolute:g}": float(absolute)}
 
 
 COMPARED = (("dprope_robust", "yarn"), ("dprope_robust", "dprope"))  # besides every variant against none
