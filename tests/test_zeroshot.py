@@ -375,6 +375,7 @@ def test_summary_tables_on_hand_made_rows():
     assert ruler_thresholds(none_averages, 0.856, window=4096) == relative  # L itself is within the window
     assert ruler_thresholds(none_averages[1:], 0.856, window=4096) == ruler_bar  # none only past its window: no bar
     assert ruler_thresholds(averages, 0.856, window=8192) == ruler_bar  # no unextended run: no relative bar
+    assert ruler_thresholds(averages, 0.5, window=8192) == {"RULER's absolute 0.5": 0.5}  # the bar given
     none = [{**r, "method": "none", "correct": False} for r in rows if r["method"] == "yarn"]
     robust = [{**r, "method": "dprope_robust", "trial": r["sample"]} for r in rows if r["method"] == "dprope"]
     result = {"passkey": [{**r, "trial": r["sample"]} for r in rows + none] + robust}
