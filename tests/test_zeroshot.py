@@ -1,6 +1,8 @@
 """The zero-shot experiment: one-pass prefix perplexity equals the truncated protocol, configs refuse bad input,
 results are cached on everything that decides them."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -165,6 +167,14 @@ def test_the_ruler12k_profile_is_the_full_profiles_12k_column_with_ten_samples_p
     assert power.retrieval_variants == full.retrieval_variants  # none, yarn, dprope, dprope_robust, the search
     assert all(power.variants[v] == full.variants[v] for v in power.variants)  # the same plans
     assert power.search == full.search  # the same searched plan (the search is cached on its settings)
+
+
+def test_the_ruler10_profile_is_ruler12k_at_the_full_profiles_four_lengths():
+    full, power, every = (load_zeroshot_config(n) for n in ("full", "ruler12k", "ruler10"))
+    for name in ("model", "dtype", "threads", "target_length", "variants", "search", "retrieval_variants"):
+        assert getattr(every, name) == getattr(power, name), name
+    assert every.retrieval.lengths == full.retrieval.lengths and set(power.retrieval.lengths) < set(every.retrieval.lengths)
+    assert dataclasses.replace(every.retrieval, lengths=power.retrieval.lengths) == power.retrieval  # nothing else
 
 
 def test_a_run_is_cached_per_document_and_prompt_and_keyed_on_the_plan(tmp_path, monkeypatch):
