@@ -58,10 +58,7 @@ def load_config(cls: type[T], source: str | Path | Mapping[str, Any], overrides:
         data = dict(source)
     else:
         path = resolve_profile(source)
-        data = read_yaml(path)
-        if not isinstance(data, dict):
-            # a bad file's content is a bad value, not a programming error: callers handle ValueError
-            raise ValueError(f"{path} must hold a YAML mapping, got {type(data).__name__}")  # noqa: TRY004
+        data = read_profile(path)
     for dotted, value in (overrides or {}).items():
         node = data
         *parents, leaf = dotted.split(".")
@@ -71,6 +68,40 @@ def load_config(cls: type[T], source: str | Path | Mapping[str, Any], overrides:
                 raise ValueError(f"override {dotted!r}: {key!r} is not a mapping of fields")  # noqa: TRY004
         node[leaf] = value
     return from_dict(cls, data, source="" if isinstance(source, Mapping) else str(path))
+
+
+def read_profile(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A profile's mapping, with ``extends: <profile>`` resolved: the named profile (a name in the same folder, or
+    a .yaml path relative to this file) is read first and this file's keys are merged over it, mapping by mapping
+    (a list or a scalar replaces the parent's)."""
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        # a bad file's content is a bad value, not a programming error: callers handle ValueError
+        raise ValueError(f"{path} must hold a YAML mapping, got {type(data).__name__}")  # noqa: TRY004
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str) or not parent:
+        raise ValueError(f"{path}: extends must be a profile name or a .yaml path, got {parent!r}")
+    base = path.parent / (parent if parent.endswith((".yaml", ".yml")) else f"{parent}.yaml")
+    if not base.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise ValueError(f"{path}: extends {parent!r}, which is not a profile in {path.parent}; "
+                         f"allowed: {', '.join(known)} or a .yaml path")
+    chain = (*seen, path.resolve())
+    if base.resolve() in chain:
+        raise ValueError(f"{path}: extends {parent!r}, which extends it back: "
+                         f"{' -> '.join(p.name for p in (*chain, base.resolve()))}")
+    return merged(read_profile(base, chain), data)
+
+
+def merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` merged into ``base``: a mapping in both is merged the same way; anything else in ``over`` wins."""
+    out = dict(base)
+    for key, value in over.items():
+        both = isinstance(value, Mapping) and isinstance(out.get(key), Mapping)
+        out[key] = merged(out[key], value) if both else value
+    return out
 
 
 def read_yaml(path: str | Path) -> Any:

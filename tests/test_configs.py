@@ -3,6 +3,7 @@ recipes say what the paper says, and accelerate's refusals on this CPU-only mach
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -94,3 +95,44 @@ def test_deepspeed_is_refused_when_not_installed():
         pytest.skip("deepspeed is installed")
     done = _launch("deepspeed-zero3.yaml", "--num_processes", "1")
     assert done.returncode != 0 and "DeepSpeed is not installed" in done.stderr
+
+
+@dataclasses.dataclass(frozen=True)
+class _Inner:
+    lengths: tuple = ()
+    seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class _Outer:
+    name: str = ""
+    inner: _Inner = dataclasses.field(default_factory=_Inner)
+    plans: dict = dataclasses.field(default_factory=dict)
+
+
+def _write(folder, name, text):
+    (folder / f"{name}.yaml").write_text(text, encoding="utf-8")
+    return folder / f"{name}.yaml"
+
+
+def test_a_profile_extends_another_merging_mappings_and_replacing_lists_and_scalars(tmp_path):
+    _write(tmp_path, "base", "name: base\ninner: {lengths: [1, 2], seed: 3}\nplans: {a: 1, b: 2}\n")
+    _write(tmp_path, "mid", "extends: base\nname: mid\ninner: {lengths: [4]}\nplans: {b: 5}\n")
+    child = _write(tmp_path, "child", "extends: mid.yaml\ninner: {seed: 7}\n")
+    cfg = load_config(_Outer, child)
+    assert cfg == _Outer(name="mid", inner=_Inner(lengths=[4], seed=7), plans={"a": 1, "b": 5})
+    assert load_config(_Outer, tmp_path / "mid.yaml").inner == _Inner(lengths=[4], seed=3)
+    assert load_config(_Outer, child, {"inner.seed": 9}).inner.seed == 9  # overrides apply after the merge
+
+
+@pytest.mark.parametrize("text, message", [
+    ("extends: nowhere\n", r"extends 'nowhere', which is not a profile in .*; allowed: a, b or a .yaml path"),
+    ("extends: 3\n", r"extends must be a profile name or a .yaml path, got 3"),
+    ("extends: b\n", r"b.yaml: extends 'a', which extends it back: a.yaml -> b.yaml -> a.yaml"),
+])
+def test_a_bad_extends_is_one_line_naming_it(tmp_path, text, message):
+    a = _write(tmp_path, "a", text)
+    _write(tmp_path, "b", "extends: a\n")
+    with pytest.raises(ValueError, match=message) as err:
+        load_config(_Outer, a)
+    assert "\n" not in str(err.value) and str(tmp_path) in str(err.value)  # the file it is in

@@ -177,6 +177,14 @@ def test_the_ruler10_profile_is_ruler12k_at_the_full_profiles_four_lengths():
     assert dataclasses.replace(every.retrieval, lengths=power.retrieval.lengths) == power.retrieval  # nothing else
 
 
+@pytest.mark.parametrize("name, length", [("ruler4k", 4096), ("ruler8k", 8192), ("ruler16k", 16384)])
+def test_each_one_length_profile_is_ruler10_at_that_length(name, length):
+    every, one = load_zeroshot_config("ruler10"), load_zeroshot_config(name)
+    assert one.retrieval.lengths == (length,) and length in every.retrieval.lengths and one.name == name
+    assert dataclasses.replace(one, name="ruler10", retrieval=every.retrieval) == every  # its grid, nothing else
+    assert dataclasses.replace(every.retrieval, lengths=(length,)) == one.retrieval
+
+
 def test_a_run_is_cached_per_document_and_prompt_and_keyed_on_the_plan(tmp_path, monkeypatch):
     settings = _run_setup(tmp_path, monkeypatch)
     count = Counting(monkeypatch)
