@@ -116,9 +116,9 @@ def _write(folder, name, text):
 
 
 def test_a_profile_extends_another_merging_mappings_and_replacing_lists_and_scalars(tmp_path):
-    _write(tmp_path, "base", "name: base\ninner: {lengths: [1, 2], seed: 3}\nplans: {a: 1, b: 2}\n")
+    _write(tmp_path, "base", "name: base\ninner: {lengths: [1, 2], seed: 3}\n")  # no plans: mid brings them
     _write(tmp_path, "mid", "extends: base\nname: mid\ninner: {lengths: [4]}\nplans: {b: 5}\n")
-    child = _write(tmp_path, "child", "extends: mid.yaml\ninner: {seed: 7}\n")
+    child = _write(tmp_path, "child", "extends: mid.yaml\ninner: {seed: 7}\nplans: {a: 1}\n")
     cfg = load_config(_Outer, child)
     assert cfg == _Outer(name="mid", inner=_Inner(lengths=[4], seed=7), plans={"a": 1, "b": 5})
     assert load_config(_Outer, tmp_path / "mid.yaml").inner == _Inner(lengths=[4], seed=3)
