@@ -1,6 +1,7 @@
 """Frozen dataclass configs loaded from YAML profiles in ``configs/``; one loader for every config.
 
-Unknown keys and wrong types fail before any work starts, with one line naming the field.
+Unknown keys and wrong types fail before any work starts, with one line naming the field. A profile may begin
+with `extends: <profile>` and give only what differs (see :func:`read_profile`).
 """
 
 from __future__ import annotations
