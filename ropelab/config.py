@@ -86,9 +86,8 @@ def read_profile(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise ValueError(f"{path}: extends must be a profile name or a .yaml path, got {parent!r}")
     base = path.parent / (parent if parent.endswith((".yaml", ".yml")) else f"{parent}.yaml")
     if not base.is_file():
-        known = sorted(p.stem for p in path.parent.glob("*.yaml"))
         raise ValueError(f"{path}: extends {parent!r}, which is not a profile in {path.parent}; "
-                         f"allowed: {', '.join(known)} or a .yaml path")
+                         f"{_allowed_in(path.parent)}")
     chain = (*seen, path.resolve())
     if base.resolve() in chain:
         raise ValueError(f"{path}: extends {parent!r}, which extends it back: "
@@ -131,11 +130,15 @@ def resolve_profile(source: str | Path) -> Path:
     candidate = CONFIG_DIR / f"{source}.yaml"
     if not candidate.is_file():
         folder = candidate.parent  # a profile "train/x" is looked up in configs/train/
-        known = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
         where = folder.relative_to(CONFIG_DIR.parent).as_posix() if folder.is_relative_to(CONFIG_DIR.parent) else folder
-        allowed = f"allowed: {', '.join(known)} or a .yaml path" if known else "give the path of a .yaml file"
-        raise ValueError(f"unknown profile {path.name!r} in {where}/; {allowed}")
+        raise ValueError(f"unknown profile {path.name!r} in {where}/; {_allowed_in(folder)}")
     return candidate
+
+
+def _allowed_in(folder: Path) -> str:
+    """What a missing profile could have been: the profiles in ``folder``, or a .yaml path."""
+    known = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+    return f"allowed: {', '.join(known)} or a .yaml path" if known else "give the path of a .yaml file"
 
 
 def save_config(obj: Any, path: str | Path) -> Path:
