@@ -21,7 +21,7 @@ from ropelab.rope.plan import RopePlan
 from ropelab.rope.registry import METHODS, make_plan
 from ropelab.rope.spec import RopeSpec, default_layer_type, rope_layer_types
 from ropelab.runtime.export import export_checkpoint
-from ropelab.runtime.hf import apply_plan, model_frequencies
+from ropelab.runtime.hf import apply_plan, model_frequencies, model_spec
 from ropelab.runtime.models import random_model
 from ropelab.runtime.verify import verify_folder
 
@@ -103,6 +103,14 @@ def test_layer_types_and_the_cli_default():
         RopeSpec.from_hf_config(config, layer_type="nope")
     with pytest.raises(ValueError, match="layer_type 'full_attention' given but the config has one RoPE"):
         RopeSpec.from_hf_config(random_model("llama").config, layer_type="full_attention")
+
+
+def test_model_spec_reads_the_full_attention_layers_unless_told_otherwise():
+    model = random_model("gemma3")  # sliding layers theta 1e4, full-attention layers theta 1e6
+    full, sliding = model_spec(model), model_spec(model, "sliding_attention")
+    assert (full.layer_type, full.theta) == ("full_attention", 1e6)
+    assert (sliding.layer_type, sliding.theta) == ("sliding_attention", 1e4)
+    assert model_spec(random_model("llama")).layer_type is None
 
 
 def test_a_plan_without_layer_type_or_with_an_absent_one_is_refused():

@@ -13,7 +13,7 @@ from ropelab.config import CONFIG_DIR
 from ropelab.eval.perplexity import perplexity
 from ropelab.eval.prefix import prefix_nll, prefix_perplexities
 from ropelab.experiments.zeroshot import load_zeroshot_config, pinned_threads, run_zero_shot, with_retention
-from ropelab.runtime.hf import plan_applied
+from ropelab.runtime.hf import model_spec, plan_applied
 from ropelab.runtime.models import random_model, word_tokenizer
 
 
@@ -36,6 +36,20 @@ def test_one_pass_prefix_perplexity_equals_the_truncated_protocol_at_every_lengt
     for row, ref in zip(rows, expected):
         assert row["length"] == ref.length and row["n_tokens"] == ref.n_tokens == 3 * (ref.length - 1)
         assert row["ppl"] == pytest.approx(ref.ppl, rel=1e-5)
+
+
+@pytest.mark.parametrize("family, method, chunk", [("llama", "yarn", 24), ("gemma3", "dprope", 24), ("gemma3", "none", 7)])
+def test_chunked_prefill_gives_the_one_pass_nll(family, method, chunk):
+    """Through the KV cache, ``chunk`` tokens at a time (one not dividing the length; Gemma 3's sliding window is
+    16, so chunks are longer and shorter than it), every token keeps all of its context: the one-pass NLL."""
+    model = random_model(family, original_length=64)
+    plan = None if method == "none" else ropelab.make_plan(method, model_spec(model), 256)  # gemma3: its full layers
+    (_, ids), = _docs([257], seed=3)
+    with plan_applied(model, plan):
+        whole, chunked = prefix_nll(model, ids), prefix_nll(model, ids, chunk_tokens=chunk)
+    assert chunked.shape == whole.shape == (256,)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
+    assert np.ptp(whole) > 0.1  # not a constant: the positions differ
 
 
 def test_prefix_perplexity_pools_tokens_over_documents():
@@ -88,6 +102,7 @@ def test_pinned_threads_runs_with_n_threads_and_restores():
     ({"documents": [{"corpus": "shakespeare", "docs": 1, "extra": 2}]}, "documents entries must be"),
     ({"documents": []}, "documents must list at least one"),
     ({"dtype": "float8"}, "dtype 'float8' is not allowed"),
+    ({"prefill_chunk": 8}, "prefill_chunk must be an integer >= 16, got 8"),
 ])
 def test_bad_profiles_are_refused_in_one_line(overrides, message):
     base = yaml.safe_load((CONFIG_DIR / "zeroshot" / "quick.yaml").read_text())
@@ -107,6 +122,14 @@ def test_the_committed_profiles_reach_past_the_window_and_compare_what_they_clai
     assert set(full.retrieval.ruler_tasks) == synthetic  # RULER's 11 synthetic tasks
 
 
+def test_the_gemma3_profile_reads_past_its_window_through_the_kv_cache():
+    cfg = load_zeroshot_config("gemma3")
+    assert cfg.model == "gemma3-270m" and cfg.target_length == 2 * 32768  # Gemma-3-270M's window is 32k
+    assert max(cfg.ppl_lengths) > 32768 and 32768 in cfg.ppl_lengths  # past L, and at L itself for retention
+    assert cfg.prefill_chunk and cfg.prefill_chunk < min(n for n in cfg.ppl_lengths if n > 32768)
+    assert {"none", "yarn", "dprope", "dprope_robust"} <= set(cfg.variants) and not cfg.retrieval.lengths
+
+
 class Counting:
     """Counts the documents and prompts a run computes (wrapping the real functions; nothing is replaced)."""
 
@@ -116,9 +139,9 @@ class Counting:
         self.docs, self.prompts = 0, 0
         real_nll, real_answers = prefix.prefix_nll, generation.answer_prompts
 
-        def nll(model, ids):
+        def nll(model, ids, *args):
             self.docs += 1
-            return real_nll(model, ids)
+            return real_nll(model, ids, *args)
 
         def answers(model, prompts, *args, **kwargs):
             self.prompts += len(prompts)
@@ -210,6 +233,11 @@ def test_a_run_is_cached_per_document_and_prompt_and_keyed_on_the_plan(tmp_path,
     other = run_zero_shot(load_zeroshot_config({**settings, "variants": {"pi": {"method": "pi"}},
                                                 "retrieval": {"lengths": []}}), progress=False)
     assert count.docs == 1 and other["passkey"] == []  # a new plan is a new key; no lengths, no retrieval
+    count.reset()
+    chunked = run_zero_shot(load_zeroshot_config({**settings, "prefill_chunk": 48}), progress=False)
+    assert count.docs == 2  # chunks round differently: their own key, not the one-pass entries
+    for a, b in zip(chunked["ppl"], first["ppl"]):
+        assert (a["method"], a["length"]) == (b["method"], b["length"]) and a["ppl"] == pytest.approx(b["ppl"], rel=1e-5)
     with pytest.raises(ValueError, match="has 2 documents of >= 200 tokens, fewer than docs=3"):
         run_zero_shot(load_zeroshot_config({**settings, "documents": [{**settings["documents"][0], "docs": 3}]}),
                       progress=False)

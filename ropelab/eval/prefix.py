@@ -15,17 +15,33 @@ from typing import Any
 import numpy as np
 
 
-def prefix_nll(model: Any, ids: Sequence[int]) -> np.ndarray:
-    """NLL (float64) of tokens ``ids[1:]`` given everything before them, from one forward pass, shape (n - 1,)."""
+def prefix_nll(model: Any, ids: Sequence[int], chunk_tokens: int | None = None) -> np.ndarray:
+    """NLL (float64) of tokens ``ids[1:]`` given everything before them, shape (n - 1,).
+
+    One forward pass, or with ``chunk_tokens`` the same causal pass ``chunk_tokens`` tokens at a time through the
+    model's KV cache (chunked prefill): every token still attends to all tokens before it, so the NLLs are the
+    one-pass ones up to rounding, but no (n, n) attention mask or score matrix exists. That is what makes
+    sliding-window models affordable at long lengths (Gemma 3: five of six layers keep 512 tokens of cache, where
+    one pass would mask a full n x n product in each).
+    """
     import torch
 
     from ropelab.eval.perplexity import token_nll
 
     device = next(model.parameters()).device
     x = torch.as_tensor(np.asarray(ids, dtype=np.int64)[None], device=device)  # (1, n)
+    n = x.shape[1]
+    size = n if chunk_tokens is None else int(chunk_tokens)
+    decoder = model.get_decoder()
+    out, cache = [], None
     with torch.inference_mode():
-        hidden = model.get_decoder()(input_ids=x, use_cache=False).last_hidden_state[0, :-1]  # (n - 1, H)
-        return token_nll(model, hidden, x[0, 1:]).cpu().numpy()  # (n - 1,)
+        for begin in range(0, n, size):
+            piece = decoder(input_ids=x[:, begin:begin + size], cache=cache, use_cache=chunk_tokens is not None)
+            cache = piece.cache
+            hidden = piece.last_hidden_state[0]  # (c, H): predicts tokens begin + 1 .. begin + c
+            targets = x[0, begin + 1:begin + size + 1]  # (c,) or (c - 1,) in the last chunk
+            out.append(token_nll(model, hidden[: len(targets)], targets).cpu().numpy())
+    return np.concatenate(out)  # (n - 1,)
 
 
 def prefix_perplexities(nll: Sequence[np.ndarray], lengths: Sequence[int],

@@ -37,7 +37,7 @@ import torch
 
 from ropelab.rope.plan import RopePlan, max_relative_error
 from ropelab.rope.registry import native_rope_parameters
-from ropelab.rope.spec import RopeSpec, check_layer_type, rope_layer_types
+from ropelab.rope.spec import RopeSpec, check_layer_type, default_layer_type, rope_layer_types
 from ropelab.runtime.gguf import static_plan_check
 
 # rope types every consumer reads (``default``) or that have no static per-pair form (``dynamic``)
@@ -280,9 +280,11 @@ def vllm_hf_overrides(plan: RopePlan, rope_key: str = "rope_parameters") -> dict
 # --- a plan for the length of a block (how every evaluation compares a model with and without it) -------------
 
 
-def model_spec(model: Any):
-    """The :class:`RopeSpec` of a loaded transformers model."""
-    return RopeSpec.from_hf_config(text_config(model))
+def model_spec(model: Any, layer_type: str | None = None):
+    """The :class:`RopeSpec` of a loaded transformers model; of its ``layer_type`` layers for per-layer-type RoPE,
+    by default the full-attention ones (:func:`ropelab.rope.spec.default_layer_type`, as the CLI)."""
+    config = text_config(model)
+    return RopeSpec.from_hf_config(config, layer_type=default_layer_type(config, layer_type))
 
 
 _ROTARY_STATE = ("inv_freq", "original_inv_freq", "long_inv_freq", "attention_scaling", "rope_type",

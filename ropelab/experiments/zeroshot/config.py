@@ -137,6 +137,8 @@ class ZeroShotConfig:
     target_length: int = 16384  # L' of every plan
     documents: tuple = ({"corpus": "shakespeare", "split": "test", "docs": 3},)  # perplexity document sets
     ppl_lengths: tuple = (2048, 4096, 8192, 12288, 16384)  # truncated-perplexity lengths in tokens
+    prefill_chunk: int | None = None  # perplexity pass this many tokens at a time through the KV cache (None: one
+    #                                   pass): for sliding-window models at long lengths (ropelab.eval.prefix)
     variants: dict = field(default_factory=lambda: {"none": {"method": "none"}})  # label -> {method, options...}
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     search: SearchVariantConfig | None = None  # a searched variant (scored like the others); None: no search
@@ -166,6 +168,8 @@ class ZeroShotConfig:
             raise ValueError(f"dtype {self.dtype!r} is not allowed; allowed: {', '.join(DTYPES)}")
         for name in ("threads", "target_length"):
             check_count(name, getattr(self, name))
+        if self.prefill_chunk is not None:
+            check_count("prefill_chunk", self.prefill_chunk, low=16)
 
     @property
     def labels(self) -> tuple:

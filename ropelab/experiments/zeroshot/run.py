@@ -119,10 +119,12 @@ def _ppl(model: Any, docs: Sequence[tuple[str, str, np.ndarray]], keyed: Mapping
     rows = []
     for corpus, doc, ids in docs:
         settings = {**keyed, "kind": "ppl", "corpus": corpus, "doc": doc, "length": int(max(cfg.ppl_lengths)),
-                    "tokens": content_key(blobs=[np.asarray(ids, dtype=np.int64).tobytes()], digits=64)}
+                    "tokens": content_key(blobs=[np.asarray(ids, dtype=np.int64).tobytes()], digits=64),
+                    # chunks round differently from one pass: keyed when set (one-pass entries keep their keys)
+                    **({"prefill_chunk": cfg.prefill_chunk} if cfg.prefill_chunk is not None else {})}
         result = cached(settings, cache)
         if result is None:
-            result = {"nll": prefix_nll(model, ids).tolist()}
+            result = {"nll": prefix_nll(model, ids, cfg.prefill_chunk).tolist()}
             store(settings, result, cache)
         rows.append({"corpus": corpus, "doc": doc, "nll": np.asarray(result["nll"], dtype=np.float64)})
     return rows
