@@ -45,8 +45,13 @@ def test_chunked_prefill_gives_the_one_pass_nll(family, method, chunk):
     model = random_model(family, original_length=64)
     plan = None if method == "none" else ropelab.make_plan(method, model_spec(model), 256)  # gemma3: its full layers
     (_, ids), = _docs([257], seed=3)
+    sizes = []  # tokens per decoder call
+    hook = model.get_decoder().register_forward_pre_hook(
+        lambda module, args, kwargs: sizes.append(kwargs["input_ids"].shape[1]), with_kwargs=True)
     with plan_applied(model, plan):
         whole, chunked = prefix_nll(model, ids), prefix_nll(model, ids, chunk_tokens=chunk)
+    hook.remove()
+    assert sizes == [257] + [chunk] * (257 // chunk) + [257 % chunk]  # one pass, then the chunks
     assert chunked.shape == whole.shape == (256,)
     np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
     assert np.ptp(whole) > 0.1  # not a constant: the positions differ
@@ -136,11 +141,12 @@ class Counting:
     def __init__(self, monkeypatch):
         from ropelab.eval import generation, prefix
 
-        self.docs, self.prompts = 0, 0
+        self.docs, self.prompts, self.chunks = 0, 0, []
         real_nll, real_answers = prefix.prefix_nll, generation.answer_prompts
 
         def nll(model, ids, *args):
             self.docs += 1
+            self.chunks += args
             return real_nll(model, ids, *args)
 
         def answers(model, prompts, *args, **kwargs):
@@ -235,7 +241,7 @@ def test_a_run_is_cached_per_document_and_prompt_and_keyed_on_the_plan(tmp_path,
     assert count.docs == 1 and other["passkey"] == []  # a new plan is a new key; no lengths, no retrieval
     count.reset()
     chunked = run_zero_shot(load_zeroshot_config({**settings, "prefill_chunk": 48}), progress=False)
-    assert count.docs == 2  # chunks round differently: their own key, not the one-pass entries
+    assert count.docs == 2 and count.chunks[-2:] == [48, 48]  # chunks round differently: their own key
     for a, b in zip(chunked["ppl"], first["ppl"]):
         assert (a["method"], a["length"]) == (b["method"], b["length"]) and a["ppl"] == pytest.approx(b["ppl"], rel=1e-5)
     with pytest.raises(ValueError, match="has 2 documents of >= 200 tokens, fewer than docs=3"):
