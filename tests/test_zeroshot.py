@@ -13,6 +13,7 @@ from ropelab.config import CONFIG_DIR
 from ropelab.eval.perplexity import perplexity
 from ropelab.eval.prefix import prefix_nll, prefix_perplexities
 from ropelab.experiments.zeroshot import load_zeroshot_config, pinned_threads, run_zero_shot, with_retention
+from ropelab.runtime import cpu_dtype, models
 from ropelab.runtime.hf import model_spec, plan_applied
 from ropelab.runtime.models import random_model, word_tokenizer
 
@@ -460,3 +461,22 @@ def test_the_weights_fingerprint_follows_the_weights_not_the_folder_they_were_lo
     assert weights_fingerprint(model) == prints[0]
     model.config.rope_parameters = {**model.config.rope_parameters, "rope_theta": 12345.0}
     assert weights_fingerprint(model) != prints[0]
+
+
+def test_the_runner_computes_and_caches_in_the_dtype_really_used(tmp_path, monkeypatch):
+    settings = {**_run_setup(tmp_path, monkeypatch), "dtype": "bfloat16"}
+    settings["retrieval"] = {"lengths": []}
+    seen = []
+    monkeypatch.setattr(models, "load_model", lambda m, dtype, load=models.load_model: seen.append(dtype) or load(m, dtype=dtype))
+    monkeypatch.setattr(cpu_dtype, "cpu_flags", lambda: frozenset({"avx2"}))
+    count = Counting(monkeypatch)
+    with pytest.warns(UserWarning, match="no native bfloat16"):
+        emulated = run_zero_shot(load_zeroshot_config(settings), progress=False)
+    assert emulated["dtype"] == "float32" and seen == [torch.float32] and count.docs == 2
+    count.reset()
+    as_float32 = run_zero_shot(load_zeroshot_config({**settings, "dtype": "float32"}), progress=False)
+    assert count.docs == 0  # the same computation: every number from the float32 entries
+    assert [r["ppl"] for r in as_float32["ppl"]] == [r["ppl"] for r in emulated["ppl"]]
+    monkeypatch.setattr(cpu_dtype, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+    native = run_zero_shot(load_zeroshot_config(settings), progress=False)
+    assert native["dtype"] == "bfloat16" and seen[-1] == torch.bfloat16 and count.docs == 2  # its own key

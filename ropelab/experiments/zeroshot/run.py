@@ -39,8 +39,9 @@ def run_zero_shot(cfg: ZeroShotConfig, progress: bool = True, cache: bool = True
     """Every variant of ``cfg`` zero-shot on the same tokens.
 
     Returns ``{"ppl": pooled rows, "ppl_corpus": rows per corpus, "ppl_docs": rows per document, "passkey": rows,
-    "niah": rows, "ruler": rows, "plans", "docs", "window", "search"?, "seconds"}``; every row carries ``method``
-    (the variant's label); ``seconds`` is the compute time of what was not cached.
+    "niah": rows, "ruler": rows, "plans", "docs", "window", "dtype", "search"?, "seconds"}``; every row carries
+    ``method`` (the variant's label); ``dtype`` is the one computed in (:func:`ropelab.runtime.cpu_dtype.compute_dtype`:
+    the profile's, or float32 for bfloat16 on a CPU without it); ``seconds`` is the compute time of what was not cached.
     """
     import torch
     from tqdm.auto import tqdm
@@ -48,26 +49,27 @@ def run_zero_shot(cfg: ZeroShotConfig, progress: bool = True, cache: bool = True
     from ropelab.data import tokenizer_fingerprint
     from ropelab.experiments.zeroshot.search import searched_plan
     from ropelab.rope.registry import make_plan
+    from ropelab.runtime.cpu_dtype import compute_dtype
     from ropelab.runtime.hf import model_spec, plan_applied
     from ropelab.runtime.models import load_model
 
-    dtype = getattr(torch, cfg.dtype)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    dtype = compute_dtype(cfg.dtype, device)
     with pinned_threads(cfg.threads):
-        model, tokenizer = load_model(cfg.model, dtype=dtype)
-        device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+        model, tokenizer = load_model(cfg.model, dtype=getattr(torch, dtype))
         model = model.to(device)
         spec = model_spec(model)
         plans = {label: None if v["method"] == "none" else make_plan(
             v["method"], spec, cfg.target_length, **{k: x for k, x in v.items() if k != "method"})
             for label, v in cfg.variants.items()}
         docs = ppl_documents(cfg, tokenizer)
-        base = {"version": VERSION, "model": cfg.model, "dtype": cfg.dtype, "threads": cfg.threads,
+        base = {"version": VERSION, "model": cfg.model, "dtype": dtype, "threads": cfg.threads,
                 **({"device": device} if device != "cpu" else {}),
                 "torch": torch.__version__, "tokenizer": tokenizer_fingerprint(tokenizer),
                 "weights": weights_fingerprint(model)}
         out: dict[str, Any] = {"ppl_docs": [], "passkey": [], "niah": [], "ruler": [], "plans": plans,
                                "docs": [f"{c}/{d}" for c, d, _ in docs], "window": spec.original_length,
-                               "seconds": 0.0}
+                               "dtype": dtype, "seconds": 0.0}
         if cfg.search is not None:
             plans[cfg.search.label], out["search"] = searched_plan(model, tokenizer, spec, cfg, base, cache, progress)
         prompts = retrieval_prompts(cfg, tokenizer)
