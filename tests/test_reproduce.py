@@ -12,11 +12,14 @@ from __future__ import annotations
 import csv
 import json
 import math
+import warnings
 
 import pytest
 
 from ropelab.determinism import machine_fingerprint
+from ropelab.experiments.zeroshot import load_zeroshot_config
 from ropelab.notebooks import MACHINE_FILE, PROJECT_ROOT, run_notebooks
+from ropelab.runtime.cpu_dtype import compute_dtype
 
 FIGURES = PROJECT_ROOT / "figures"  # the committed quick-profile figures (figures/full/ is another profile)
 # Relative tolerance of each notebook's figure data on another machine kind. Measured between the figures
@@ -27,6 +30,19 @@ FIGURES = PROJECT_ROOT / "figures"  # the committed quick-profile figures (figur
 # is compared (same rows, columns and text cells, a number wherever the committed file has one).
 TOLERANCE: dict[str, float | None] = {"01": 1e-5, "02": 1e-5, "03": 1e-4, "04": 1e-4, "06": 1e-3, "05": None,
                                       "07": None}
+# Notebook 06's quick profile names bfloat16; a CPU without native bfloat16 computes it in float32
+# (ropelab.runtime.cpu_dtype). Measured on an AMD EPYC (AVX2) against the committed bfloat16 figures (Intel,
+# AVX-512 BF16): perplexities up to 5.9e-3 apart, the search objective 7.4e-3, every retrieval score equal.
+BF16_AS_FLOAT32 = 2e-2
+
+
+def tolerances() -> dict[str, float | None]:
+    """:data:`TOLERANCE`, with notebook 06's widened where this CPU computes its bfloat16 profile in float32."""
+    quick = load_zeroshot_config("quick")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        here = compute_dtype(quick.dtype, quick.device)
+    return {**TOLERANCE, "06": BF16_AS_FLOAT32} if here != quick.dtype else TOLERANCE
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +64,7 @@ def test_the_committed_figures_say_where_they_were_made():
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("zeroshot-quick")  # beside notebook 06's own test (tests/test_notebooks.py)
 def test_quick_figures_regenerate(regenerated):
     made = sorted(p.name for p in regenerated.iterdir() if p.is_file() and p.name != MACHINE_FILE)
     assert made == committed_files()
@@ -55,14 +72,15 @@ def test_quick_figures_regenerate(regenerated):
         changed = [name for name in made if (regenerated / name).read_bytes() != (FIGURES / name).read_bytes()]
         assert changed == [], f"on the machine kind of figures/{MACHINE_FILE}, these files changed: {changed}"
         return
+    tolerance = tolerances()
     for name in (n for n in made if n.endswith(".csv")):
         notebook = name[:2] if name[:2].isdigit() else None
         if name == "results.csv":
-            assert_results_close(regenerated / name, FIGURES / name)
+            assert_results_close(regenerated / name, FIGURES / name, tolerance)
         elif name.startswith("study_results"):
-            assert_csv_close(regenerated / name, FIGURES / name, TOLERANCE["07"])
+            assert_csv_close(regenerated / name, FIGURES / name, tolerance["07"])
         else:
-            assert_csv_close(regenerated / name, FIGURES / name, TOLERANCE[notebook])
+            assert_csv_close(regenerated / name, FIGURES / name, tolerance[notebook])
 
 
 def read_rows(path) -> tuple[list[str], list[list[str]]]:
@@ -83,12 +101,12 @@ def assert_csv_close(new, old, rtol: float | None) -> None:
                 assert _close(_number(a), _number(b), rtol), f"{new.name} row {r} {column}: {a} vs {b}"
 
 
-def assert_results_close(new, old) -> None:
+def assert_results_close(new, old, tolerance: dict[str, float | None]) -> None:
     """results.csv: the same (notebook, key) rows, each value within its notebook's tolerance."""
     (_, rows), (_, old_rows) = read_rows(new), read_rows(old)
     assert [r[:2] for r in rows] == [r[:2] for r in old_rows]
     for (notebook, key, a), (_, _, b) in zip(rows, old_rows):
-        assert _close(float(a), float(b), TOLERANCE[notebook[:2]]), f"results.csv {notebook} {key}: {a} vs {b}"
+        assert _close(float(a), float(b), tolerance[notebook[:2]]), f"results.csv {notebook} {key}: {a} vs {b}"
 
 
 def _number(text: str) -> float | None:
