@@ -9,7 +9,8 @@ import pytest
 from ropelab.runtime import cpu_dtype
 from ropelab.runtime.cpu_dtype import compute_dtype, cpu_flags, native_bfloat16
 
-AMD_AVX2 = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx avx2 fma bmi2\n\nprocessor\t: 1\n"
+AMD_AVX2 = ("processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx avx2 fma bmi2\nbogomips\t: 4890\n\n"
+            "processor\t: 1\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu\nbogomips\t: 4890\n")  # the first CPU's flags count
 INTEL_SPR = "vendor_id\t: GenuineIntel\nflags\t\t: avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n"
 ARM = "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\nCPU implementer\t: 0x41\n"
 

@@ -131,7 +131,8 @@ class ZeroShotConfig:
 
     name: str = "quick"  # label of the profile
     model: str = "smollm2-135m"  # the pretrained model: smollm2-135m (offline), a local folder or a hub id
-    dtype: str = "bfloat16"  # weights and activations; the CPU's AVX-512 BF16 runs a 4k forward ~1.8x faster
+    dtype: str = "bfloat16"  # weights and activations; AVX-512 BF16 runs a 4k forward ~1.8x faster; a CPU without
+    #                          native bfloat16 computes in float32 instead (ropelab.runtime.cpu_dtype)
     threads: int = 2  # torch threads, pinned while the work runs (the numbers depend on it)
     device: str = "cpu"  # torch device; "auto": cuda when torch sees a GPU
     target_length: int = 16384  # L' of every plan
