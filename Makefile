@@ -34,7 +34,7 @@ engines: install
 ## Tests: the whole suite, real models and notebooks included (quick profile); the serving-engine tests run when
 ## `make engines` has installed them (.ci/run does) and skip, saying so, when not
 test: install
-	$(PY) -m pytest -n 2 --dist loadgroup --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 --durations=15 $(PYTEST_ARGS)
 	PYTHON=$(PY) scripts/other_isa.sh
 
 ## The tests that pin numbers again with MKL, ATen and NumPy on their AVX2 kernels (a second instruction set), ~1 min

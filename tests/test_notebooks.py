@@ -132,15 +132,8 @@ def test_committed_notebook_is_clean(path):
     assert notebook_problems(path) == []
 
 
-# notebook 06's SmolLM2 forwards run on the worker of tests/test_reproduce.py (`make test`: --dist loadgroup), so one
-# of the two computes them and the other reads the zero-shot cache (run side by side, both computed them: 19 min
-# each on an AVX2 CPU in float32)
-ZEROSHOT_GROUP = pytest.mark.xdist_group("zeroshot-quick")
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("path", [pytest.param(p, marks=[ZEROSHOT_GROUP] if p.name.startswith("06") else [])
-                                  for p in NOTEBOOKS], ids=[p.stem for p in NOTEBOOKS])
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_quick_profile(path, tmp_path):
     out = tmp_path / "outputs" / "quick" / path.stem
     run = run_notebook(path, "quick", out, figure_dir=tmp_path / "figures")

@@ -64,7 +64,6 @@ def test_the_committed_figures_say_where_they_were_made():
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("zeroshot-quick")  # beside notebook 06's own test (tests/test_notebooks.py)
 def test_quick_figures_regenerate(regenerated):
     made = sorted(p.name for p in regenerated.iterdir() if p.is_file() and p.name != MACHINE_FILE)
     assert made == committed_files()

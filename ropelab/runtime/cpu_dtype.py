@@ -45,6 +45,6 @@ def compute_dtype(dtype: str, device: str, flags: Iterable[str] | None = None) -
         return dtype
     if native_bfloat16(cpu_flags() if flags is None else flags) is False:
         warnings.warn("this CPU has no native bfloat16 (no avx512_bf16, amx_bf16 or bf16 flag): computing in "
-                      "float32, ~4x faster here than emulated bfloat16", stacklevel=2)
+                      "float32 (emulated bfloat16 multiplies several times slower)", stacklevel=2)
         return "float32"
     return dtype
