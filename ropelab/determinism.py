@@ -83,11 +83,18 @@ def machine_fingerprint() -> dict[str, Any]:
 
 
 def _cpu_model() -> str:
-    with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as fh:
+    return cpuinfo_field(("model name",)) or platform.processor() or "unknown"
+
+
+def cpuinfo_field(names: tuple[str, ...], cpuinfo: str = "/proc/cpuinfo") -> str | None:
+    """The value of the first line of ``cpuinfo`` (the first CPU's) whose field is one of ``names``; None where the
+    file is unreadable (not Linux) or has no such field."""
+    with contextlib.suppress(OSError), open(cpuinfo, encoding="utf-8") as fh:
         for line in fh:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
+            name, _, value = line.partition(":")
+            if name.strip() in names:
+                return value.strip()
+    return None
 
 
 def numpy_simd() -> list[str]:

@@ -14,21 +14,16 @@ import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
+from ropelab.determinism import cpuinfo_field
+
 CPUINFO = Path("/proc/cpuinfo")
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})  # x86 AVX-512 BF16, AMX; Arm FEAT_BF16
 
 
 def cpu_flags(cpuinfo: Path = CPUINFO) -> frozenset[str] | None:
     """The feature flags of the first CPU in ``cpuinfo`` (x86 ``flags``, Arm ``Features``); None where unreadable."""
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        name, _, value = line.partition(":")
-        if name.strip() in ("flags", "Features"):
-            return frozenset(value.split())
-    return None
+    value = cpuinfo_field(("flags", "Features"), str(cpuinfo))
+    return None if value is None else frozenset(value.split())
 
 
 def native_bfloat16(flags: Iterable[str] | None) -> bool | None:
