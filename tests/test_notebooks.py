@@ -301,7 +301,7 @@ def test_extra_parameters_must_be_ones_the_notebook_declares(capsys):
     evaluation = discover(NOTEBOOK_DIR, ["06"])[0]
     assert check_extra(evaluation, {"zeroshot": "ruler12k"}) == {"zeroshot": "ruler12k"}
     with pytest.raises(ValueError, match="notebook 06_evaluation has no parameter 'zero_shot' to set; it has: "
-                                         "checkpoint, zeroshot$"):
+                                         "checkpoint, zeroshot, ruler_tasks$"):
         check_extra(evaluation, {"zero_shot": "x"})
     with pytest.raises(ValueError, match="has no parameter 'profile'"):  # the runner's own two are not settable
         check_extra(evaluation, {"profile": "full"})

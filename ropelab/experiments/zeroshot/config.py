@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +223,24 @@ def load_zeroshot_config(source: str | Path | Mapping = "quick",
     if isinstance(source, str) and "/" not in source and not source.endswith((".yaml", ".yml")):
         source = f"zeroshot/{source}"
     return load_config(ZeroShotConfig, source, overrides)
+
+
+def with_ruler_tasks(cfg: ZeroShotConfig, tasks: str) -> ZeroShotConfig:
+    """``cfg`` with its RULER grid cut to ``tasks`` (comma-separated names of its ``ruler_tasks``; "" keeps them all):
+    one part of a grid too large for one session, run alone and pooled with the other parts afterwards
+    (``ropelab pool``). A task's prompts do not depend on which other tasks are drawn, so a part's prompts are the
+    whole grid's (:func:`ropelab.experiments.zeroshot.run.retrieval_prompts` draws each task on its own)."""
+    names = [t.strip() for t in tasks.split(",") if t.strip()]
+    if not names:
+        return cfg
+    allowed = cfg.retrieval.ruler_tasks
+    unknown = [t for t in names if t not in allowed]
+    if unknown:
+        raise ValueError(f"ruler_tasks {tasks!r}: {unknown[0]!r} is not a RULER task of profile {cfg.name}; allowed: "
+                         f"{', '.join(allowed) or 'none'}")
+    kept = tuple(t for t in allowed if t in names)  # the profile's order, so a part's figures list tasks alike
+    samples = {t: n for t, n in cfg.retrieval.ruler_task_samples.items() if t in kept}
+    return replace(cfg, retrieval=replace(cfg.retrieval, ruler_tasks=kept, ruler_task_samples=samples))
 
 
 def check_lengths(name: str, lengths: Sequence, allow_empty: bool = False) -> None:

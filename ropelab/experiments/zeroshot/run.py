@@ -251,13 +251,15 @@ def _row(prompt: Mapping[str, Any], text: str) -> dict[str, Any]:
     from ropelab.eval.niah import is_correct
     from ropelab.eval.passkey import passkey_row
     from ropelab.eval.ruler.evaluate import ruler_row
+    from ropelab.experiments.zeroshot.samples import prompt_id
 
     item = prompt["item"]
     if prompt["kind"] == "passkey":
         return passkey_row(item, text)
     if prompt["kind"] == "niah":
         return {**item, "answer": text.strip(), "correct": is_correct(text), "n_tokens": len(prompt["ids"])}
-    return {**ruler_row(item, text), "depth": item.depths[0] if len(item.depths) == 1 else None}
+    return {**ruler_row(item, text), "depth": item.depths[0] if len(item.depths) == 1 else None,
+            "prompt": prompt_id(prompt["ids"])}
 
 
 # --- threads ----------------------------------------------------------------------------------------------------
