@@ -85,6 +85,30 @@ def test_pooling_two_runs_gives_the_report_of_their_union(tmp_path):
     assert (tmp_path / "pooled/sources.txt").read_text().splitlines() == [str(tmp_path / "a"), str(tmp_path / "b")]
 
 
+def test_the_report_draws_what_it_has_and_keeps_the_pooled_p_values_and_the_bar_given(tmp_path):
+    rows = _rows([4096, 12288, 16384]) + [{"method": m, "task": "fwe", "length": n, "index": 0, "depth": None, "n_tokens": 9,
+                                    "prompt": prompt_id([n]), "score": 0.5} for m in ("none", "yarn", "dprope_robust")
+                                   for n in (4096, 12288)]
+    def show(fig, name, data):
+        save_figure(fig, name, data=data, directory=tmp_path)
+
+    def table(data, name):
+        write_csv(data, tmp_path / f"{name}.csv")
+
+    metrics, lines = ruler_report(rows, WINDOW, 0.5, variant_colors(["none", "yarn", "dprope_robust"]), show, table)
+    assert (tmp_path / "06_ruler_vt.png").is_file() and not (tmp_path / "06_ruler_fwe.png").exists()  # one prompt
+    assert {r["threshold"] for r in _csv(tmp_path / "06_effective_length.csv")} == {
+        "relative: 0.85 x none at 4096", "RULER's absolute 0.5"}
+    assert metrics["ruler.threshold"] == pytest.approx(0.85 * metrics["ruler.none.4096"])
+    assert any(line.startswith("effective length             yarn at RULER's absolute 0.5") for line in lines)
+    tested, _ = paired_report({"ruler": rows}, ["none", "yarn", "dprope_robust"], [4096, 12288, 16384], WINDOW, table)
+    past = {(t["a"], t["b"]): float(t["p"]) for t in _csv(tmp_path / "06_paired_tests.csv") if t["lengths"] == "past L"}
+    assert tested == {f"paired.ruler.{a}_vs_{b}.p": pytest.approx(p, abs=1e-6) for (a, b), p in past.items()}
+    assert len(tested) == 3  # robust vs yarn, yarn vs none, robust vs none: pooled past the window only
+    assert past[("yarn", "none")] != next(float(t["p"]) for t in _csv(tmp_path / "06_paired_tests.csv")
+                                          if (t["a"], t["b"], t["lengths"]) == ("yarn", "none", "16384"))
+
+
 def _write(folder, rows, window=WINDOW):
     folder.mkdir(parents=True, exist_ok=True)
     write_csv(sample_rows(rows, window), folder / SAMPLES_FILE)
@@ -183,6 +207,7 @@ def test_a_part_of_the_grid_draws_the_whole_grids_prompts_of_its_tasks(tmp_path)
     assert part.retrieval.ruler_tasks == ("niah_single_1", "niah_single_3")  # the profile's order
     assert part.retrieval.ruler_task_samples == {"niah_single_3": 3}
     assert with_ruler_tasks(whole, "") is whole
+    assert with_ruler_tasks(whole, "niah_single_1").retrieval.ruler_task_samples == {}  # a dropped task's count goes
     ids = {(p["item"].task, p["item"].length, p["item"].index): p["ids"] for p in retrieval_prompts(whole, tokenizer)}
     mine = retrieval_prompts(part, tokenizer)
     assert len(mine) == 2 * 2 + 3 * 2
