@@ -139,6 +139,12 @@ def show_table(rows: Any, name: str) -> Path:
     return _figures.write_csv(rows, Path(_figures.FIGURE_DIR) / f"{name}.csv")
 
 
+def show_text(text: str, name: str) -> Path:
+    """A text file beside the figures (``<figure folder>/<name>``, e.g. a markdown table), printed in the notebook."""
+    print(text)
+    return atomic_write_text(Path(_figures.FIGURE_DIR) / name, text)
+
+
 def read_metrics(output_dir: str | Path) -> dict[str, float]:
     return json.loads((Path(output_dir) / "metrics.json").read_text())
 

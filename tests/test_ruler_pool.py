@@ -39,8 +39,11 @@ def _report(rows, folder, window=WINDOW):
     def table(data, name):
         write_csv(data, folder / f"{name}.csv")
 
+    def text(body, name):
+        (folder / name).write_text(body)
+
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    metrics, _ = ruler_report(rows, window, 0.856, variant_colors(methods), show, table)
+    metrics, _ = ruler_report(rows, window, 0.856, variant_colors(methods), show, table, text)
     more, _ = paired_report({"ruler": rows}, methods, sorted({r["length"] for r in rows}), window, table)
     return {**metrics, **more}
 
@@ -70,7 +73,7 @@ def test_pooling_two_runs_gives_the_report_of_their_union(tmp_path):
     union = _report(four + twelve, tmp_path / "union")
     names = sorted(p.name for p in (tmp_path / "union").iterdir())
     assert sorted(p.name for p in (tmp_path / "pooled").iterdir()) == sorted([*names, "sources.txt"])
-    for name in (n for n in names if n.endswith(".csv")):
+    for name in (n for n in names if n.endswith((".csv", ".md"))):
         assert (tmp_path / "pooled" / name).read_bytes() == (tmp_path / "union" / name).read_bytes(), name
     averages = {(a["method"], int(a["length"])): float(a["score"]) for a in _csv(tmp_path / "pooled/06_ruler_average.csv")}
     assert averages == {(a["method"], a["length"]): pytest.approx(a["score"], abs=1e-6) for a in ruler_averages(four + twelve)}
@@ -95,7 +98,11 @@ def test_the_report_draws_what_it_has_and_keeps_the_pooled_p_values_and_the_bar_
     def table(data, name):
         write_csv(data, tmp_path / f"{name}.csv")
 
-    metrics, lines = ruler_report(rows, WINDOW, 0.5, variant_colors(["none", "yarn", "dprope_robust"]), show, table)
+    def text(body, name):
+        (tmp_path / name).write_text(body)
+
+    metrics, lines = ruler_report(rows, WINDOW, 0.5, variant_colors(["none", "yarn", "dprope_robust"]), show, table,
+                                  text)
     assert (tmp_path / "06_ruler_vt.png").is_file() and not (tmp_path / "06_ruler_fwe.png").exists()  # one prompt
     assert {r["threshold"] for r in _csv(tmp_path / "06_effective_length.csv")} == {
         "relative: 0.85 x none at 4096", "RULER's absolute 0.5"}
@@ -107,6 +114,23 @@ def test_the_report_draws_what_it_has_and_keeps_the_pooled_p_values_and_the_bar_
     assert len(tested) == 3  # robust vs yarn, yarn vs none, robust vs none: pooled past the window only
     assert past[("yarn", "none")] != next(float(t["p"]) for t in _csv(tmp_path / "06_paired_tests.csv")
                                           if (t["a"], t["b"], t["lengths"]) == ("yarn", "none", "16384"))
+
+
+def test_the_markdown_table_rounds_half_up_and_drops_the_leading_zero():
+    from ropelab.plots.ruler_table import ruler_table, two_places
+
+    assert [two_places(x) for x in (0.8, 1.0, 0.0, 0.277533, 0.125, 0.135, 0.005, 0.994, 0.995, -0.04, 1 / 3)] == [
+        ".80", "1", "0", ".28", ".13", ".14", ".01", ".99", "1", "-.04", ".33"]
+    cells = [{"method": m, "task": t, "length": n, "n": 10, "score": s, "low": s / 2, "high": 1.0}
+             for m, s in (("yarn", 0.8), ("dprope_robust", 0.25)) for t in ("vt", "cwe") for n in (4096, 8192)]
+    averages = [{"method": m, "length": n, "score": s, "low": 0.0, "high": 0.9}
+                for m, s in (("yarn", 0.8), ("dprope_robust", 0.25)) for n in (4096, 8192)]
+    lines = ruler_table(cells, averages).splitlines()
+    assert lines[:3] == ["| task (n = 10 each) | length | yarn | dprope_robust |", "|---|---|---|---|",
+                         "| vt | 4096 | .80 [.40, 1] | .25 [.13, 1] |"]
+    assert lines[-1] == "| **RULER average** | 8192 | .80 [0, .90] | .25 [0, .90] |" and len(lines) == 2 + 4 + 2
+    one = ruler_table([c for c in cells if c["length"] == 4096], averages[:1]).splitlines()
+    assert one[0] == "| task (n = 10 each) | yarn | dprope_robust |" and one[-1] == "| **RULER average** | .80 [0, .90] |  |"
 
 
 def _write(folder, rows, window=WINDOW):

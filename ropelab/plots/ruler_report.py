@@ -16,17 +16,20 @@ from ropelab.experiments.zeroshot.summary import (
     ruler_averages,
     ruler_thresholds,
 )
+from ropelab.plots.ruler_table import ruler_table
 from ropelab.storage import atomic_write_text
 
 ShowFigure = Callable[[Any, str, Any], Any]  # (figure, name, data): save_figure or the notebook's show_figure
 ShowTable = Callable[[Any, str], Any]  # (rows, name): a CSV beside the figures
+ShowText = Callable[[str, str], Any]  # (text, file name): a text file beside the figures
+TABLE_FILE = "06_ruler_table.md"
 
 
 def ruler_report(rows: Sequence[Mapping[str, Any]], window: int, pass_threshold: float, colors: Mapping[str, str],
-                 show: ShowFigure, table: ShowTable) -> tuple[dict[str, float], list[str]]:
+                 show: ShowFigure, table: ShowTable, text: ShowText) -> tuple[dict[str, float], list[str]]:
     """Draw and save every RULER figure and table of ``rows`` (scored rows with ``method``, ``task``, ``length``,
-    ``index``, ``score``, ``prompt``); return the metrics (``ruler.<method>.<length>``, effective lengths, the
-    relative bar) and the lines to print."""
+    ``index``, ``score``, ``prompt``), the per-task markdown table (:data:`TABLE_FILE`) included; return the metrics
+    (``ruler.<method>.<length>``, effective lengths, the relative bar) and the lines to print."""
     from ropelab.plots.retrieval import interval_plot
     from ropelab.plots.ruler import ruler_average_plot, ruler_heatmap
 
@@ -46,6 +49,7 @@ def ruler_report(rows: Sequence[Mapping[str, Any]], window: int, pass_threshold:
     thresholds = ruler_thresholds(averages, pass_threshold, window)
     show(ruler_average_plot({m: [a for a in averages if a["method"] == m] for m in methods}, window=window,
                             thresholds=thresholds, colors=colors), "06_ruler_average", averages)
+    text(ruler_table(cells, averages), TABLE_FILE)
     effective = effective_lengths(averages, thresholds)
     table(effective, "06_effective_length")
     relative = [value for name, value in thresholds.items() if name.startswith("relative")]
@@ -100,9 +104,15 @@ def pooled_report(folders: Sequence[str | Path], figures: Path, pass_threshold: 
     def table(data: Any, name: str) -> None:
         write_csv(data, figures / f"{name}.csv")
 
+    tables: list[str] = []
+
+    def text(body: str, name: str) -> None:
+        atomic_write_text(figures / name, body)
+        tables.append(body.rstrip())
+
     figures.mkdir(parents=True, exist_ok=True)
-    _, lines = ruler_report(rows, window, pass_threshold, variant_colors(methods), show, table)
+    _, lines = ruler_report(rows, window, pass_threshold, variant_colors(methods), show, table, text)
     _, tests = paired_report({"ruler": rows}, methods, lengths, window, table)
     atomic_write_text(figures / "sources.txt", "".join(f"{Path(f).as_posix()}\n" for f in folders))
     return [(f"pooled {len(rows)} scored prompts ({len(methods)} methods, lengths {lengths}, window {window}) from "
-            f"{', '.join(map(str, folders))} into {figures}"), *lines, *tests]
+            f"{', '.join(map(str, folders))} into {figures}"), *tables, *lines, *tests]
