@@ -111,3 +111,29 @@ def test_no_weights_caches_or_third_party_text_tracked():
     assert not bad
     big = [f for f in files if (ROOT / f).is_file() and (ROOT / f).stat().st_size > 2 * 1024 * 1024]
     assert not big
+
+
+def test_the_readme_ruler_tables_are_the_committed_csvs():
+    """Every RULER run committed with ten or more prompts per cell has its per-task table in the README, row for row
+    as :func:`ropelab.plots.ruler_table.ruler_table` prints it from the committed ``06_ruler_heatmap.csv`` and
+    ``06_ruler_average.csv``."""
+    import csv
+
+    from ropelab.plots.ruler_table import ruler_table
+
+    readme = (ROOT / "README.md").read_text()
+    checked = 0
+    def read(path):
+        with open(path, newline="") as fh:
+            return [{**r, "length": int(r["length"]), "n": int(r["n"]), "score": float(r["score"]),
+                     "low": float(r["low"]), "high": float(r["high"])} for r in csv.DictReader(fh)]
+
+    for heatmap in sorted((ROOT / "figures" / "full").glob("*/06_ruler_heatmap.csv")):
+        cells = read(heatmap)
+        if min(c["n"] for c in cells) < 10:
+            continue
+        rows = ruler_table(cells, read(heatmap.with_name("06_ruler_average.csv"))).splitlines()[2:]
+        missing = [line for line in rows if line not in readme]
+        assert missing == [], f"{heatmap.parent.name}: README lacks {missing[0]}"
+        checked += 1
+    assert checked >= 2  # ruler4k and ruler12k at least
