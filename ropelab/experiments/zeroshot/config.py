@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from ropelab.config import load_config
+from ropelab.eval.ruler.scoring import RULER_THRESHOLD as PASS_THRESHOLD  # RULER's absolute bar (Llama-2-7B at 4k)
 
 DTYPES = ("float32", "bfloat16", "float16")
-PASS_THRESHOLD = 0.856  # RULER's absolute bar: Llama-2-7B's average at 4k (Hsieh et al. 2024, sec. 4)
 
 
 @dataclass(frozen=True)
