@@ -11,8 +11,8 @@ from ropelab.cli import main
 from ropelab.experiments.zeroshot import load_zeroshot_config, run_zero_shot
 from ropelab.experiments.zeroshot.samples import SAMPLES_FILE, prompt_id, read_samples, sample_rows
 from ropelab.experiments.zeroshot.summary import comparison_table, ruler_averages
-from ropelab.figures import save_figure, variant_colors, write_csv
-from ropelab.plots.ruler_report import paired_report, pooled_report, ruler_report
+from ropelab.figures import variant_colors, write_csv
+from ropelab.plots.ruler_report import folder_writers, paired_report, pooled_report, ruler_report
 
 WINDOW = 8192
 
@@ -33,15 +33,7 @@ def _rows(lengths, methods=("none", "yarn", "dprope_robust"), seed=0):
 
 def _report(rows, folder, window=WINDOW):
     """What notebook 06 writes for ``rows``: its RULER report and paired tests, saved into ``folder``."""
-    def show(fig, name, data):
-        save_figure(fig, name, data=data, directory=folder)
-
-    def table(data, name):
-        write_csv(data, folder / f"{name}.csv")
-
-    def text(body, name):
-        (folder / name).write_text(body)
-
+    show, table, text = folder_writers(folder)
     methods = list(dict.fromkeys(r["method"] for r in rows))
     metrics, _ = ruler_report(rows, window, 0.856, variant_colors(methods), show, table, text)
     more, _ = paired_report({"ruler": rows}, methods, sorted({r["length"] for r in rows}), window, table)
@@ -92,15 +84,7 @@ def test_the_report_draws_what_it_has_and_keeps_the_pooled_p_values_and_the_bar_
     rows = _rows([4096, 12288, 16384]) + [{"method": m, "task": "fwe", "length": n, "index": 0, "depth": None, "n_tokens": 9,
                                     "prompt": prompt_id([n]), "score": 0.5} for m in ("none", "yarn", "dprope_robust")
                                    for n in (4096, 12288)]
-    def show(fig, name, data):
-        save_figure(fig, name, data=data, directory=tmp_path)
-
-    def table(data, name):
-        write_csv(data, tmp_path / f"{name}.csv")
-
-    def text(body, name):
-        (tmp_path / name).write_text(body)
-
+    show, table, text = folder_writers(tmp_path)
     metrics, lines = ruler_report(rows, WINDOW, 0.5, variant_colors(["none", "yarn", "dprope_robust"]), show, table,
                                   text)
     assert (tmp_path / "06_ruler_vt.png").is_file() and not (tmp_path / "06_ruler_fwe.png").exists()  # one prompt

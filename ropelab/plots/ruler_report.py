@@ -88,26 +88,37 @@ def paired_report(result: Mapping[str, Any], variants: Sequence[str], lengths: S
     return metrics, lines
 
 
+def folder_writers(folder: Path) -> tuple[ShowFigure, ShowTable, ShowText]:
+    """The three save functions of :func:`ruler_report` writing into ``folder`` (the notebook's show the output too)."""
+    from ropelab.figures import save_figure, write_csv
+
+    def show(fig: Any, name: str, data: Any) -> None:
+        save_figure(fig, name, data=data, directory=folder)
+
+    def table(data: Any, name: str) -> None:
+        write_csv(data, folder / f"{name}.csv")
+
+    def text(body: str, name: str) -> None:
+        atomic_write_text(folder / name, body)
+
+    return show, table, text
+
+
 def pooled_report(folders: Sequence[str | Path], figures: Path, pass_threshold: float) -> list[str]:
     """RULER's figures, tables and paired tests of the union of several runs' ``06_ruler_samples.csv``
     (:func:`ropelab.experiments.zeroshot.samples.read_samples`), written to ``figures`` with the names notebook 06
     gives them (its pooled samples file included, so that a pooled folder can itself be pooled); the lines to print."""
-    from ropelab.figures import save_figure, variant_colors, write_csv
+    from ropelab.figures import variant_colors
 
     rows, window = read_samples(folders)
     methods = list(dict.fromkeys(r["method"] for r in rows))
     lengths = sorted({r["length"] for r in rows})
 
-    def show(fig: Any, name: str, data: Any) -> None:
-        save_figure(fig, name, data=data, directory=figures)
-
-    def table(data: Any, name: str) -> None:
-        write_csv(data, figures / f"{name}.csv")
-
+    show, table, write_text = folder_writers(figures)
     tables: list[str] = []
 
     def text(body: str, name: str) -> None:
-        atomic_write_text(figures / name, body)
+        write_text(body, name)
         tables.append(body.rstrip())
 
     figures.mkdir(parents=True, exist_ok=True)
