@@ -112,9 +112,15 @@ def test_the_markdown_table_rounds_half_up_and_drops_the_leading_zero():
     lines = ruler_table(cells, averages).splitlines()
     assert lines[:3] == ["| task (n = 10 each) | length | yarn | dprope_robust |", "|---|---|---|---|",
                          "| vt | 4096 | .80 [.40, 1] | .25 [.13, 1] |"]
-    assert lines[-1] == "| **RULER average** | 8192 | .80 [0, .90] | .25 [0, .90] |" and len(lines) == 2 + 4 + 2
+    assert lines[-1] == "| **average of 2 tasks** | 8192 | .80 [0, .90] | .25 [0, .90] |" and len(lines) == 2 + 4 + 2
     one = ruler_table([c for c in cells if c["length"] == 4096], averages[:1]).splitlines()
-    assert one[0] == "| task (n = 10 each) | yarn | dprope_robust |" and one[-1] == "| **RULER average** | .80 [0, .90] |  |"
+    assert one[0] == "| task (n = 10 each) | yarn | dprope_robust |" and one[-1] == "| **average of 2 tasks** | .80 [0, .90] |  |"
+    from ropelab.eval.ruler.tasks import SYNTHETIC_TASKS  # every synthetic task at 8k only: RULER's average there
+
+    every = cells + [{**cells[0], "task": t, "length": 8192} for t in SYNTHETIC_TASKS if t not in ("vt", "cwe")]
+    assert ruler_table(every, averages).splitlines()[-2:] == [
+        "| **average of 2 tasks** | 4096 | .80 [0, .90] | .25 [0, .90] |",
+        "| **RULER average** | 8192 | .80 [0, .90] | .25 [0, .90] |"]
 
 
 def _write(folder, rows, window=WINDOW):

@@ -7,6 +7,8 @@ from collections.abc import Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from ropelab.eval.ruler.tasks import SYNTHETIC_TASKS
+
 
 def two_places(value: float) -> str:
     """``value`` to two decimals, half up, without a leading zero: 0.8 -> ".80", 1.0 -> "1", 0.0 -> "0"."""
@@ -22,7 +24,8 @@ def cell_text(cell: Mapping[str, Any], value: str = "score") -> str:
 
 def ruler_table(cells: Sequence[Mapping[str, Any]], averages: Sequence[Mapping[str, Any]]) -> str:
     """A row per task (and length, where there are several) of ``cells`` (:func:`interval_cells` rows by method, task,
-    length), a column per method, then a row per length of RULER's average (``averages``)."""
+    length), a column per method, then a row per length of the average over tasks (``averages``): "RULER average" only
+    where every synthetic RULER task is in the table, else "average of k tasks" (a part of a grid, or a quick run)."""
     methods = list(dict.fromkeys(c["method"] for c in cells))
     lengths = sorted({c["length"] for c in cells})
     by = {(c["method"], c["task"], c["length"]): c for c in cells}
@@ -40,7 +43,9 @@ def ruler_table(cells: Sequence[Mapping[str, Any]], averages: Sequence[Mapping[s
             lines.append("| " + " | ".join(row) + " |")
     mean = {(a["method"], a["length"]): a for a in averages}
     for length in lengths:
-        row = ["**RULER average**", *([str(length)] if several else [])]
+        tasks = {c["task"] for c in cells if c["length"] == length}
+        label = "RULER average" if tasks >= set(SYNTHETIC_TASKS) else f"average of {len(tasks)} tasks"
+        row = [f"**{label}**", *([str(length)] if several else [])]
         row += [cell_text(mean[(m, length)]) if (m, length) in mean else "" for m in methods]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
