@@ -8,6 +8,7 @@ import pytest
 from test_passkey import tiny_llama
 
 from ropelab.cli import main
+from ropelab.eval.ruler.tasks import SYNTHETIC_TASKS
 from ropelab.experiments.zeroshot import load_zeroshot_config, run_zero_shot
 from ropelab.experiments.zeroshot.samples import SAMPLES_FILE, prompt_id, read_samples, sample_rows
 from ropelab.experiments.zeroshot.summary import comparison_table, ruler_averages
@@ -115,8 +116,6 @@ def test_the_markdown_table_rounds_half_up_and_drops_the_leading_zero():
     assert lines[-1] == "| **average of 2 tasks** | 8192 | .80 [0, .90] | .25 [0, .90] |" and len(lines) == 2 + 4 + 2
     one = ruler_table([c for c in cells if c["length"] == 4096], averages[:1]).splitlines()
     assert one[0] == "| task (n = 10 each) | yarn | dprope_robust |" and one[-1] == "| **average of 2 tasks** | .80 [0, .90] |  |"
-    from ropelab.eval.ruler.tasks import SYNTHETIC_TASKS  # every synthetic task at 8k only: RULER's average there
-
     every = cells + [{**cells[0], "task": t, "length": 8192} for t in SYNTHETIC_TASKS if t not in ("vt", "cwe")]
     assert ruler_table(every, averages).splitlines()[-2:] == [
         "| **average of 2 tasks** | 4096 | .80 [0, .90] | .25 [0, .90] |",

@@ -89,7 +89,7 @@ def paired_report(result: Mapping[str, Any], variants: Sequence[str], lengths: S
 
 
 def folder_writers(folder: Path) -> tuple[ShowFigure, ShowTable, ShowText]:
-    """The three save functions of :func:`ruler_report` writing into ``folder`` (the notebook's show the output too)."""
+    """The three save functions of :func:`ruler_report` writing into ``folder`` (notebook 06's own also display them)."""
     from ropelab.figures import save_figure, write_csv
 
     def show(fig: Any, name: str, data: Any) -> None:
